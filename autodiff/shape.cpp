@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: MIT
+#include "autodiff/shape.hpp"
+
+#include "autodiff/error.hpp"
+
+namespace tapegrad {
+
+namespace {
+[[noreturn]] void too_many_dims(std::size_t n) {
+  throw InvalidArgument(fmt::format(
+      "tensor: {} dims requested, but tapegrad tensors have rank 0 to {} (reshape to fewer dims)", n,
+      kMaxRank));
+}
+void check_size(std::int64_t s) {
+  if (s < 0)
+    throw InvalidArgument(fmt::format("tensor: size {} is negative (expected sizes >= 0)", s));
+}
+}  // namespace
+
+Shape::Shape(std::initializer_list<std::int64_t> sizes) {
+  if (sizes.size() > kMaxRank) too_many_dims(sizes.size());
+  for (auto s : sizes) {
+    check_size(s);
+    d_[static_cast<std::size_t>(rank_++)] = s;
+  }
+}
+
+Shape::Shape(const std::vector<std::int64_t>& sizes) {
+  if (sizes.size() > kMaxRank) too_many_dims(sizes.size());
+  for (auto s : sizes) {
+    check_size(s);
+    d_[static_cast<std::size_t>(rank_++)] = s;
+  }
+}
+
+std::int64_t Shape::numel() const {
+  std::int64_t n = 1;
+  for (int i = 0; i < rank_; ++i) n *= d_[static_cast<std::size_t>(i)];
+  return n;
+}
+
+void Shape::push_back(std::int64_t s) {
+  if (rank_ >= kMaxRank) too_many_dims(static_cast<std::size_t>(rank_) + 1);
+  check_size(s);
+  d_[static_cast<std::size_t>(rank_++)] = s;
+}
+
+void Shape::insert(int pos, std::int64_t s) {
+  if (rank_ >= kMaxRank) too_many_dims(static_cast<std::size_t>(rank_) + 1);
+  check_size(s);
+  for (int i = rank_; i > pos; --i) d_[static_cast<std::size_t>(i)] = d_[static_cast<std::size_t>(i - 1)];
+  d_[static_cast<std::size_t>(pos)] = s;
+  ++rank_;
+}
+
+void Shape::erase(int pos) {
+  for (int i = pos; i + 1 < rank_; ++i) d_[static_cast<std::size_t>(i)] = d_[static_cast<std::size_t>(i + 1)];
+  --rank_;
+  d_[static_cast<std::size_t>(rank_)] = 0;
+}
+
+std::string Shape::str() const { return fmt::format("[{}]", fmt::join(begin(), end(), ", ")); }
+
+std::array<std::int64_t, kMaxRank> contiguous_strides(const Shape& s) {
+  std::array<std::int64_t, kMaxRank> st{};
+  std::int64_t acc = 1;
+  for (int i = s.rank() - 1; i >= 0; --i) {
+    st[static_cast<std::size_t>(i)] = acc;
+    acc *= s[i];
+  }
+  return st;
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Shape: up to 4 sizes held inline (no allocation per tensor). Rank 0 is a scalar.
+#include <array>
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace tapegrad {
+
+inline constexpr int kMaxRank = 4;
+
+class Shape {
+ public:
+  Shape() = default;
+  Shape(std::initializer_list<std::int64_t> sizes);
+  explicit Shape(const std::vector<std::int64_t>& sizes);
+
+  int rank() const { return rank_; }
+  int size() const { return rank_; }  // number of dims, so range-for and std algorithms read well
+  bool empty() const { return rank_ == 0; }
+  std::int64_t operator[](int i) const { return d_[static_cast<std::size_t>(i)]; }
+  std::int64_t& operator[](int i) { return d_[static_cast<std::size_t>(i)]; }
+  const std::int64_t* begin() const { return d_.data(); }
+  const std::int64_t* end() const { return d_.data() + rank_; }
+  std::int64_t numel() const;
+
+  void push_back(std::int64_t s);                // throws past rank 4
+  void insert(int pos, std::int64_t s);          // throws past rank 4
+  void erase(int pos);
+  std::vector<std::int64_t> to_vector() const { return {begin(), end()}; }
+  std::string str() const;                        // "[2, 3]"
+
+  friend bool operator==(const Shape& a, const Shape& b) {
+    if (a.rank_ != b.rank_) return false;
+    for (int i = 0; i < a.rank_; ++i)
+      if (a[i] != b[i]) return false;
+    return true;
+  }
+
+ private:
+  std::array<std::int64_t, kMaxRank> d_{};
+  int rank_ = 0;
+};
+
+// Row-major strides in elements.
+std::array<std::int64_t, kMaxRank> contiguous_strides(const Shape& s);
+
+}  // namespace tapegrad
+
+template <>
+struct fmt::formatter<tapegrad::Shape> : fmt::formatter<std::string> {
+  auto format(const tapegrad::Shape& s, fmt::format_context& ctx) const {
+    return fmt::formatter<std::string>::format(s.str(), ctx);
+  }
+};

@@ -1,0 +1,372 @@
+// SPDX-License-Identifier: MIT
+#include "autodiff/tape.hpp"
+
+#include <atomic>
+#include <cassert>
+#include <optional>
+
+#include "ops/elementwise.hpp"
+
+namespace tapegrad {
+
+namespace {
+
+thread_local bool grad_enabled = true;
+
+std::atomic<std::uint64_t> next_tape_id{1};
+constexpr int kIdShift = 40;
+
+struct Tape {
+  std::uint64_t id = next_tape_id.fetch_add(1);
+  std::uint64_t counter = 0;
+  std::deque<Node> nodes;
+  std::size_t live = 0;
+  int in_backward = 0;  // no sweeping while a backward loop indexes the nodes
+
+  std::uint64_t new_id() { return (id << kIdShift) | ++counter; }
+  bool owns(std::uint64_t node_id) const { return (node_id >> kIdShift) == id; }
+
+  void release(Node& n) {
+    if (n.released) return;
+    // Move the contents out first: destroying them may destroy tensors, never the tape.
+    Vjp vjp = std::move(n.vjp);
+    std::vector<Tensor> inputs = std::move(n.inputs);
+    Tensor saved = std::move(n.saved_out);
+    n.vjp = nullptr;
+    n.inputs.clear();
+    n.saved_out = Tensor();
+    n.released = true;
+    --live;
+  }
+
+  // Drop trailing nodes that are released or whose output nobody holds any more. Releasing one
+  // drops its inputs, which may make the node before it unreachable in turn.
+  void sweep() {
+    if (in_backward > 0) return;
+    while (!nodes.empty()) {
+      Node& b = nodes.back();
+      if (!b.released && !b.out.expired()) break;
+      release(b);
+      nodes.pop_back();
+    }
+    if (nodes.empty()) live = 0;
+  }
+};
+
+Tape& this_tape() {
+  static thread_local Tape tape;
+  return tape;
+}
+
+struct BackwardScope {
+  Tape& t;
+  explicit BackwardScope(Tape& tape) : t(tape) { ++t.in_backward; }
+  ~BackwardScope() { --t.in_backward; }
+};
+
+[[noreturn]] void throw_released(const char* who, const Tape& tape, const TensorImpl& impl) {
+  const auto idx = static_cast<std::size_t>(impl.node_index);
+  std::string op = "?";
+  if (idx < tape.nodes.size() && tape.nodes[idx].id == impl.node_id) op = tape.nodes[idx].op;
+  throw RuntimeError(fmt::format(
+      "{}: the graph through '{}' (node #{}) was already freed by an earlier backward; pass "
+      "BackwardOptions{{.retain_graph = true}} to the first backward to walk a graph twice",
+      who, op, impl.node_index));
+}
+
+// Position of the node that produced `t` on this thread's tape; throws when it is gone.
+std::size_t node_position(const char* who, const Tape& tape, const TensorImpl& impl) {
+  if (!tape.owns(impl.node_id))
+    throw RuntimeError(fmt::format(
+        "{}: this tensor was recorded on another thread's tape; each thread differentiates its "
+        "own graphs (compute it on this thread, or detach() it to use it as a constant)",
+        who));
+  const auto idx = static_cast<std::size_t>(impl.node_index);
+  if (idx >= tape.nodes.size() || tape.nodes[idx].id != impl.node_id || tape.nodes[idx].released)
+    throw_released(who, tape, impl);
+  return idx;
+}
+
+Tensor detached_copy(const Tensor& g) { return g.contiguous_copy_detached(); }
+
+void check_grad_shape(const Node& n, std::size_t k, const Tensor& g) {
+  const Tensor& in = n.inputs[k];
+  if (g.shape() != in.shape() || g.dtype() != in.dtype())
+    throw RuntimeError(fmt::format(
+        "backward: the vjp of '{}' returned a gradient of shape {} ({}) for input {} of shape {} "
+        "({}); a VJP must return one gradient per input with that input's shape and dtype",
+        n.op, g.shape(), dtype_name(g.dtype()), k, in.shape(), dtype_name(in.dtype())));
+}
+
+void accumulate(Tensor& slot, const Tensor& g) {
+  if (!slot.defined())
+    slot = g;
+  else
+    slot = add(slot, g);  // recorded when create_graph is on (grad mode is on then)
+}
+
+void accumulate_leaf(TensorImpl& leaf, const Tensor& g, bool create_graph) {
+  if (!leaf.grad) {
+    leaf.grad = create_graph ? g.impl_ptr() : detached_copy(g).impl_ptr();
+  } else if (create_graph || leaf.grad->requires_grad) {
+    leaf.grad = add(Tensor(leaf.grad), g).impl_ptr();
+  } else {
+    Tensor acc(leaf.grad);
+    dispatch_float(acc.dtype(), [&]<class T>() { acc.mutable_array<T>() += g.array<T>(); });
+  }
+}
+
+struct Request {
+  const char* who;
+  std::vector<Tensor> outputs;
+  std::vector<Tensor> grad_outputs;
+  const std::vector<Tensor>* capture;  // nullptr: accumulate into leaves' .grad
+  bool retain_graph;
+  bool create_graph;
+  bool allow_unused;
+};
+
+std::vector<Tensor> run_backward(Request r) {
+  Tape& tape = this_tape();
+  if (!r.grad_outputs.empty() && r.grad_outputs.size() != r.outputs.size())
+    throw InvalidArgument(fmt::format("{}: {} outputs but {} grad_outputs (expected one per output)",
+                                      r.who, r.outputs.size(), r.grad_outputs.size()));
+  r.grad_outputs.resize(r.outputs.size());
+
+  // Validate outputs and seeds before anything changes.
+  for (std::size_t k = 0; k < r.outputs.size(); ++k) {
+    const Tensor& out = r.outputs[k];
+    if (!out.defined()) throw InvalidArgument(fmt::format("{}: output {} is undefined", r.who, k));
+    if (!out.requires_grad())
+      throw RuntimeError(fmt::format(
+          "{}: output {} (shape {}) does not require grad and has no graph: it was computed "
+          "under NoGradGuard or only from tensors without requires_grad",
+          r.who, k, out.shape()));
+    Tensor& go = r.grad_outputs[k];
+    if (!go.defined()) {
+      if (out.numel() != 1)
+        throw InvalidArgument(fmt::format(
+            "{}: output {} has shape {} ({} elements); an implicit gradient of 1 needs a single "
+            "element: pass grad_out with shape {} (backward(out, grad_out))",
+            r.who, k, out.shape(), out.numel(), out.shape()));
+      go = ones_like(out).detach();
+    } else if (go.shape() != out.shape() || go.dtype() != out.dtype()) {
+      throw InvalidArgument(fmt::format(
+          "{}: grad_out has shape {} ({}) but the output has shape {} ({}); they must match",
+          r.who, go.shape(), dtype_name(go.dtype()), out.shape(), dtype_name(out.dtype())));
+    }
+  }
+
+  std::vector<Tensor> captured;
+  if (r.capture) {
+    captured.resize(r.capture->size());
+    for (std::size_t k = 0; k < r.capture->size(); ++k) {
+      const Tensor& in = (*r.capture)[k];
+      if (!in.defined() || !in.requires_grad())
+        throw InvalidArgument(fmt::format(
+            "{}: input {} does not require grad; only tensors with requires_grad can be "
+            "differentiated against", r.who, k));
+    }
+  }
+  auto capture_leaf = [&](const TensorImpl& leaf) -> Tensor* {
+    for (std::size_t k = 0; k < captured.size(); ++k)
+      if ((*r.capture)[k].impl_ptr().get() == &leaf) return &captured[k];
+    return nullptr;
+  };
+
+  // Where the walk starts: the newest output node. Leaf outputs are handled directly.
+  std::int64_t top = -1;
+  for (const Tensor& out : r.outputs)
+    if (!out.is_leaf())
+      top = std::max<std::int64_t>(top, static_cast<std::int64_t>(node_position(r.who, tape, out.impl())));
+
+  // Pre-pass: mark the nodes the gradient reaches and fail now, before any .grad changes, if one
+  // of them was released.
+  const auto n_nodes = static_cast<std::size_t>(top + 1);
+  std::vector<std::uint8_t> needed(n_nodes, 0);
+  for (const Tensor& out : r.outputs)
+    if (!out.is_leaf()) needed[node_position(r.who, tape, out.impl())] = 1;
+  for (std::int64_t i = top; i >= 0; --i) {
+    const auto idx = static_cast<std::size_t>(i);
+    if (!needed[idx]) continue;
+    for (const Tensor& in : tape.nodes[idx].inputs)
+      if (in.requires_grad() && !in.is_leaf()) needed[node_position(r.who, tape, in.impl())] = 1;
+  }
+
+  std::vector<std::uint8_t> keep(n_nodes, 0);  // slots to read after the loop (captured non-leaves)
+  if (r.capture)
+    for (const Tensor& in : *r.capture)
+      if (!in.is_leaf()) {
+        const auto idx = node_position(r.who, tape, in.impl());
+        if (idx < n_nodes) keep[idx] = 1;
+      }
+
+  const bool create = r.create_graph;
+  const bool retain = r.retain_graph || create;
+  GradModeGuard mode(create);
+  std::optional<BackwardScope> scope(std::in_place, tape);
+
+  std::vector<Tensor> slots(n_nodes);
+  for (std::size_t k = 0; k < r.outputs.size(); ++k) {
+    const Tensor& out = r.outputs[k];
+    const Tensor& go = r.grad_outputs[k];
+    if (!out.is_leaf()) {
+      accumulate(slots[static_cast<std::size_t>(out.impl().node_index)], go);
+    } else if (r.capture) {
+      if (Tensor* c = capture_leaf(out.impl())) accumulate(*c, go);
+    } else {
+      accumulate_leaf(out.impl(), go, create);
+    }
+  }
+
+  for (std::int64_t i = top; i >= 0; --i) {
+    const auto idx = static_cast<std::size_t>(i);
+    if (!needed[idx]) continue;
+    Node& node = tape.nodes[idx];
+    Tensor g = keep[idx] ? slots[idx] : std::move(slots[idx]);
+    if (g.defined()) {
+      Grads gs = node.vjp(g, node.saved_out);
+      if (gs.size() != node.inputs.size())
+        throw RuntimeError(fmt::format(
+            "backward: the vjp of '{}' returned {} gradients for {} inputs (expected one per "
+            "input; an undefined Tensor stands for zero)",
+            node.op, gs.size(), node.inputs.size()));
+      for (std::size_t k = 0; k < gs.size(); ++k) {
+        const Tensor& in = node.inputs[k];
+        if (!gs[k].defined() || !in.requires_grad()) continue;
+        check_grad_shape(node, k, gs[k]);
+        if (!in.is_leaf()) {
+          accumulate(slots[static_cast<std::size_t>(in.impl().node_index)], gs[k]);
+        } else if (r.capture) {
+          if (Tensor* c = capture_leaf(in.impl())) accumulate(*c, gs[k]);
+        } else {
+          accumulate_leaf(in.impl(), gs[k], create);
+        }
+      }
+    }
+    if (!retain) tape.release(tape.nodes[idx]);
+  }
+
+  if (r.capture) {
+    for (std::size_t k = 0; k < captured.size(); ++k) {
+      const Tensor& in = (*r.capture)[k];
+      if (!in.is_leaf()) {
+        const auto idx = static_cast<std::size_t>(in.impl().node_index);
+        if (idx < n_nodes) captured[k] = slots[idx];
+      }
+      if (!captured[k].defined() && !r.allow_unused)
+        throw InvalidArgument(fmt::format(
+            "{}: input {} (shape {}) was not used to compute the outputs; pass "
+            "GradOptions{{.allow_unused = true}} to get an undefined gradient for it",
+            r.who, k, in.shape()));
+      if (captured[k].defined() && !create) captured[k] = captured[k].detach();
+    }
+  }
+  slots.clear();
+  scope.reset();
+  tape.sweep();
+  return captured;
+}
+
+}  // namespace
+
+bool GradMode::is_enabled() { return grad_enabled; }
+void GradMode::set_enabled(bool on) { grad_enabled = on; }
+
+namespace detail {
+
+bool should_record(std::initializer_list<Tensor> inputs) {
+  if (!grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.requires_grad()) return true;
+  return false;
+}
+
+bool should_record(const std::vector<Tensor>& inputs) {
+  if (!grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.requires_grad()) return true;
+  return false;
+}
+
+void record_node(const char* op, std::vector<Tensor> inputs, Tensor& out, Vjp vjp, bool save_out) {
+  Tape& tape = this_tape();
+  TensorImpl& o = out.impl();
+  if (o.requires_grad || o.node_id != 0)
+    throw RuntimeError(fmt::format(
+        "{}: internal error: an op's output must be a fresh tensor (it already has a graph)", op));
+  for (const Tensor& in : inputs)
+    if (in.requires_grad() && !in.is_leaf()) (void)node_position(op, tape, in.impl());
+  tape.sweep();
+
+  Node n;
+  n.id = tape.new_id();
+  n.op = op;
+  n.inputs = std::move(inputs);
+  n.out = out.impl_ptr();
+  n.vjp = std::move(vjp);
+  n.out_shape = o.shape;
+  n.out_dtype = o.dtype;
+  o.requires_grad = true;
+  o.node_index = static_cast<std::int64_t>(tape.nodes.size());
+  o.node_id = n.id;
+  if (save_out) {
+    auto s = std::make_shared<TensorImpl>();
+    s->storage = o.storage;
+    s->data = o.data;
+    s->shape = o.shape;
+    s->dtype = o.dtype;
+    s->requires_grad = true;
+    s->node_index = o.node_index;
+    s->node_id = o.node_id;
+    n.saved_out = Tensor(std::move(s));
+  }
+  tape.nodes.push_back(std::move(n));
+  ++tape.live;
+}
+
+}  // namespace detail
+
+void backward(const Tensor& out, const BackwardOptions& options) {
+  run_backward({"backward", {out}, {}, nullptr, options.retain_graph, options.create_graph, true});
+}
+
+void backward(const Tensor& out, const Tensor& grad_out, const BackwardOptions& options) {
+  if (!grad_out.defined()) throw InvalidArgument("backward: grad_out is undefined");
+  run_backward(
+      {"backward", {out}, {grad_out}, nullptr, options.retain_graph, options.create_graph, true});
+}
+
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs, const GradOptions& options) {
+  return run_backward({"grad", outputs, grad_outputs, &inputs, options.retain_graph,
+                       options.create_graph, options.allow_unused});
+}
+
+TapeStats tape_stats() {
+  const Tape& tape = this_tape();
+  TapeStats s;
+  s.nodes = tape.nodes.size();
+  for (const Node& n : tape.nodes) {
+    if (n.released) continue;
+    ++s.live_nodes;
+    for (const Tensor& in : n.inputs) s.saved_bytes += static_cast<std::size_t>(in.numel()) * dtype_size(in.dtype());
+    if (n.saved_out.defined())
+      s.saved_bytes += static_cast<std::size_t>(n.saved_out.numel()) * dtype_size(n.saved_out.dtype());
+  }
+  return s;
+}
+
+std::size_t tape_size() { return this_tape().nodes.size(); }
+
+void clear_tape() {
+  Tape& tape = this_tape();
+  if (tape.in_backward > 0) throw RuntimeError("clear_tape: cannot clear the tape during backward");
+  for (Node& n : tape.nodes) tape.release(n);
+  tape.nodes.clear();
+  tape.live = 0;
+}
+
+const std::deque<Node>& tape_nodes() { return this_tape().nodes; }
+
+}  // namespace tapegrad

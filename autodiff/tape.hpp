@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// The tape: one per thread, a plain sequence of nodes in creation order. Creation order is a
+// topological order, so backward is a reverse loop with no graph search.
+//
+//   forward   op(inputs) -> out; if grad mode is on and some input requires grad, record
+//             Node{op, inputs, vjp}; out remembers the node's position and id
+//   backward  grads[loss] = grad_out; for node in reverse: gs = node.vjp(grads[node]);
+//             grads[input] += gs[input]  (leaves: input.grad += ...)
+//
+// Memory: backward without retain_graph releases every node it went through (closures, saved
+// tensors); the tape also drops trailing nodes whose outputs nobody can reach any more, so a
+// training loop or an evaluation without NoGradGuard does not grow the tape.
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autodiff/tensor.hpp"
+
+namespace tapegrad {
+
+// ---- grad mode (thread-local) ----
+class GradMode {
+ public:
+  static bool is_enabled();
+  static void set_enabled(bool on);
+};
+
+// Restores the previous mode on destruction.
+class GradModeGuard {
+ public:
+  explicit GradModeGuard(bool on) : prev_(GradMode::is_enabled()) { GradMode::set_enabled(on); }
+  ~GradModeGuard() { GradMode::set_enabled(prev_); }
+  GradModeGuard(const GradModeGuard&) = delete;
+  GradModeGuard& operator=(const GradModeGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// Nothing is recorded while it lives (evaluation, optimiser updates).
+class NoGradGuard : public GradModeGuard {
+ public:
+  NoGradGuard() : GradModeGuard(false) {}
+};
+
+// ---- recording ----
+// A VJP maps the upstream gradient g (shape of out) to one gradient per input (shape of that
+// input; an undefined Tensor means zero). `out` is the op's output when the op asked to save it
+// (save_out), else undefined. VJPs are written with tapegrad's own ops, so when backward runs with
+// create_graph they are recorded too and can be differentiated again.
+using Grads = std::vector<Tensor>;
+using Vjp = std::function<Grads(const Tensor& g, const Tensor& out)>;
+
+struct Node {
+  std::uint64_t id = 0;
+  const char* op = "";
+  std::vector<Tensor> inputs;
+  std::weak_ptr<TensorImpl> out;  // weak: a node whose output nobody holds can be dropped
+  Tensor saved_out;                // shares out's storage and node, only if the op asked
+  Vjp vjp;
+  Shape out_shape;
+  DType out_dtype = DType::Float32;
+  bool released = false;
+};
+
+namespace detail {
+bool should_record(std::initializer_list<Tensor> inputs);
+bool should_record(const std::vector<Tensor>& inputs);
+void record_node(const char* op, std::vector<Tensor> inputs, Tensor& out, Vjp vjp, bool save_out);
+}  // namespace detail
+
+// Records out = op(inputs) with its VJP, if grad mode is on and an input requires grad.
+// The lambda is only turned into a std::function when something is recorded.
+template <class F>
+void record(const char* op, std::initializer_list<Tensor> inputs, Tensor& out, F&& vjp,
+            bool save_out = false) {
+  if (!detail::should_record(inputs)) return;
+  detail::record_node(op, std::vector<Tensor>(inputs), out, Vjp(std::forward<F>(vjp)), save_out);
+}
+template <class F>
+void record(const char* op, const std::vector<Tensor>& inputs, Tensor& out, F&& vjp,
+            bool save_out = false) {
+  if (!detail::should_record(inputs)) return;
+  detail::record_node(op, inputs, out, Vjp(std::forward<F>(vjp)), save_out);
+}
+
+// ---- backward ----
+struct BackwardOptions {
+  bool retain_graph = false;  // keep the nodes so the graph can be walked again
+  bool create_graph = false;  // record the backward computation (implies retain_graph)
+};
+
+// backward(loss): loss must have one element; grad_out = 1.
+void backward(const Tensor& out, const BackwardOptions& options = {});
+// backward(out, grad_out): vector-Jacobian product for a non-scalar out; grad_out has out's shape.
+void backward(const Tensor& out, const Tensor& grad_out, const BackwardOptions& options = {});
+
+struct GradOptions {
+  bool retain_graph = false;  // PyTorch's default is create_graph; see grad()
+  bool create_graph = false;
+  bool allow_unused = false;  // an input the outputs do not depend on gets an undefined Tensor
+};
+
+// torch.autograd.grad: d(sum_i <grad_outputs[i], outputs[i]>)/d inputs, returned rather than
+// accumulated into .grad (which stays untouched). grad_outputs may be empty for scalar outputs.
+// retain_graph is forced on when create_graph is on.
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& grad_outputs = {}, const GradOptions& options = {});
+
+// ---- inspection ----
+struct TapeStats {
+  std::size_t nodes = 0;        // entries on this thread's tape (live or released)
+  std::size_t live_nodes = 0;   // entries still holding a VJP
+  std::size_t saved_bytes = 0;  // bytes of tensor values held by live nodes (inputs and saved outputs)
+};
+TapeStats tape_stats();
+std::size_t tape_size();
+// Releases every node of this thread's tape (like dropping every graph). Tensors that referred
+// to them become as if their graph had been freed.
+void clear_tape();
+// Read-only walk over this thread's tape, oldest first (graph printing, tests).
+const std::deque<Node>& tape_nodes();
+
+}  // namespace tapegrad

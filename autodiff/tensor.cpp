@@ -1,0 +1,378 @@
+// SPDX-License-Identifier: MIT
+#include "autodiff/tensor.hpp"
+
+#include <cmath>
+#include <ostream>
+
+#include "autodiff/tape.hpp"
+
+namespace tapegrad {
+
+// ---- Tensor members ----
+
+Tensor Tensor::empty(const Shape& shape, DType dtype) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->shape = shape;
+  impl->dtype = dtype;
+  const auto bytes = static_cast<std::size_t>(shape.numel()) * dtype_size(dtype);
+  if (bytes > 0) {
+    // One block of doubles: 8-byte aligned for every dtype, no value initialisation.
+    auto block = std::make_shared_for_overwrite<double[]>((bytes + 7) / 8);
+    impl->data = block.get();
+    impl->storage = std::shared_ptr<void>(std::move(block), impl->data);
+  }
+  return Tensor(std::move(impl));
+}
+
+TensorImpl& Tensor::impl() const {
+  if (!impl_) throw InvalidArgument("tensor: this Tensor is undefined (default-constructed or an absent gradient)");
+  return *impl_;
+}
+
+std::int64_t Tensor::size(int d) const {
+  const int r = dim();
+  if (d < -r || d >= r || r == 0)
+    throw InvalidArgument(fmt::format("size: dim {} is out of range for a tensor of shape {} (expected {} <= dim < {})",
+                                      d, shape(), -r, r));
+  return shape()[d < 0 ? d + r : d];
+}
+
+Tensor& Tensor::requires_grad_(bool on) {
+  TensorImpl& t = impl();
+  if (on && !is_floating(t.dtype))
+    throw InvalidArgument(fmt::format("requires_grad_: only float32 and float64 tensors can require grad; this one is {}",
+                                      dtype_name(t.dtype)));
+  if (!is_leaf())
+    throw InvalidArgument("requires_grad_: this tensor was produced by a recorded op; requires_grad_ applies to leaves (use detach() first)");
+  t.requires_grad = on;
+  return *this;
+}
+
+Tensor Tensor::grad() const { return impl().grad ? Tensor(impl().grad) : Tensor(); }
+
+void Tensor::set_grad(const Tensor& g) {
+  if (!g.defined()) {
+    impl().grad.reset();
+    return;
+  }
+  if (g.shape() != shape() || g.dtype() != dtype())
+    throw InvalidArgument(fmt::format("set_grad: gradient of shape {} ({}) for a tensor of shape {} ({}); they must match",
+                                      g.shape(), dtype_name(g.dtype()), shape(), dtype_name(dtype())));
+  impl().grad = g.impl_ptr();
+}
+
+Tensor& Tensor::set_name(std::string name) {
+  impl().name = std::move(name);
+  return *this;
+}
+
+void Tensor::throw_bad_access(DType asked) const {
+  throw InvalidArgument(fmt::format("data: asked for {} elements but the tensor is {} (use to({}) first)",
+                                    dtype_name(asked), dtype_name(impl().dtype), dtype_name(asked)));
+}
+
+Tensor Tensor::detach() const {
+  const TensorImpl& s = impl();
+  auto d = std::make_shared<TensorImpl>();
+  d->storage = s.storage;
+  d->data = s.data;
+  d->shape = s.shape;
+  d->dtype = s.dtype;
+  return Tensor(std::move(d));
+}
+
+Tensor Tensor::contiguous_copy_detached() const {
+  Tensor out = Tensor::empty(shape(), dtype());
+  const auto bytes = static_cast<std::size_t>(numel()) * dtype_size(dtype());
+  if (bytes > 0) std::memcpy(out.impl().data, impl().data, bytes);
+  return out;
+}
+
+Tensor Tensor::clone() const {
+  Tensor out = contiguous_copy_detached();
+  record("clone", {*this}, out, [](const Tensor& g, const Tensor&) { return Grads{g}; });
+  return out;
+}
+
+Tensor Tensor::to(DType target) const {
+  const DType src = dtype();
+  if (src == target) return *this;
+  Tensor out = Tensor::empty(shape(), target);
+  const auto n = numel();
+  dispatch_all(src, [&]<class S>() {
+    const S* in = static_cast<const S*>(impl().data);
+    dispatch_all(target, [&]<class D>() {
+      D* o = static_cast<D*>(out.impl().data);
+      for (std::int64_t i = 0; i < n; ++i) {
+        if constexpr (std::is_same_v<D, bool>)
+          o[i] = in[i] != S(0);
+        else
+          o[i] = static_cast<D>(in[i]);
+      }
+    });
+  });
+  if (is_floating(src) && is_floating(target))
+    record("to", {*this}, out, [src](const Tensor& g, const Tensor&) { return Grads{g.to(src)}; });
+  return out;
+}
+
+namespace {
+double read_as_double(const TensorImpl& t, std::int64_t i) {
+  return dispatch_all(t.dtype, [&]<class T>() { return static_cast<double>(static_cast<const T*>(t.data)[i]); });
+}
+void write_from_double(TensorImpl& t, std::int64_t i, double v) {
+  dispatch_all(t.dtype, [&]<class T>() {
+    if constexpr (std::is_same_v<T, bool>)
+      static_cast<T*>(t.data)[i] = v != 0.0;
+    else
+      static_cast<T*>(t.data)[i] = static_cast<T>(v);
+  });
+}
+std::int64_t flat_index(const char* who, const Shape& shape, std::initializer_list<std::int64_t> index) {
+  if (static_cast<int>(index.size()) != shape.rank())
+    throw InvalidArgument(fmt::format("{}: {} indices for a tensor of shape {} (expected one per dim: {})", who,
+                                      index.size(), shape, shape.rank()));
+  const auto strides = contiguous_strides(shape);
+  std::int64_t flat = 0;
+  int d = 0;
+  for (std::int64_t i : index) {
+    if (i < 0 || i >= shape[d])
+      throw InvalidArgument(fmt::format("{}: index {} is out of range for dim {} of size {} (shape {}; expected 0 <= index < {})",
+                                        who, i, d, shape[d], shape, shape[d]));
+    flat += i * strides[static_cast<std::size_t>(d)];
+    ++d;
+  }
+  return flat;
+}
+}  // namespace
+
+double Tensor::item() const {
+  if (numel() != 1)
+    throw InvalidArgument(fmt::format("item: the tensor has shape {} ({} elements); item() needs exactly one element",
+                                      shape(), numel()));
+  return read_as_double(impl(), 0);
+}
+
+double Tensor::at(std::initializer_list<std::int64_t> index) const {
+  return read_as_double(impl(), flat_index("at", shape(), index));
+}
+
+void Tensor::set(std::initializer_list<std::int64_t> index, double value) {
+  write_from_double(impl(), flat_index("set", shape(), index), value);
+}
+
+std::vector<double> Tensor::to_vector() const {
+  std::vector<double> v(static_cast<std::size_t>(numel()));
+  for (std::int64_t i = 0; i < numel(); ++i) v[static_cast<std::size_t>(i)] = read_as_double(impl(), i);
+  return v;
+}
+
+// ---- factories ----
+
+Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype) {
+  if (static_cast<std::int64_t>(values.size()) != shape.numel())
+    throw InvalidArgument(fmt::format("from_vector: {} values for shape {} (expected {} = product of the sizes)",
+                                      values.size(), shape, shape.numel()));
+  Tensor t = Tensor::empty(shape, dtype);
+  for (std::size_t i = 0; i < values.size(); ++i) write_from_double(t.impl(), static_cast<std::int64_t>(i), values[i]);
+  return t;
+}
+
+namespace {
+template <class T>
+Tensor from_typed(const std::vector<T>& values, const Shape& shape) {
+  if (static_cast<std::int64_t>(values.size()) != shape.numel())
+    throw InvalidArgument(fmt::format("from_vector: {} values for shape {} (expected {} = product of the sizes)",
+                                      values.size(), shape, shape.numel()));
+  Tensor t = Tensor::empty(shape, dtype_of<T>());
+  T* d = t.mutable_data<T>();
+  for (std::size_t i = 0; i < values.size(); ++i) d[i] = values[i];
+  return t;
+}
+}  // namespace
+
+Tensor from_vector(const std::vector<float>& values, const Shape& shape) { return from_typed(values, shape); }
+Tensor from_vector(const std::vector<std::int64_t>& values, const Shape& shape) { return from_typed(values, shape); }
+Tensor from_vector(const std::vector<bool>& values, const Shape& shape) {
+  if (static_cast<std::int64_t>(values.size()) != shape.numel())
+    throw InvalidArgument(fmt::format("from_vector: {} values for shape {} (expected {} = product of the sizes)",
+                                      values.size(), shape, shape.numel()));
+  Tensor t = Tensor::empty(shape, kBool);
+  bool* d = t.mutable_data<bool>();
+  for (std::size_t i = 0; i < values.size(); ++i) d[i] = values[i];
+  return t;
+}
+
+Tensor tensor(double value, DType dtype) { return from_vector(std::vector<double>{value}, Shape{}, dtype); }
+
+Tensor tensor(std::initializer_list<double> values, DType dtype) {
+  return from_vector(std::vector<double>(values), Shape{static_cast<std::int64_t>(values.size())}, dtype);
+}
+
+namespace {
+// Flattens a nested initializer list, checking that it is rectangular.
+void flatten(std::initializer_list<double> l, std::vector<double>& out, std::vector<std::int64_t>& sizes, int depth) {
+  const auto n = static_cast<std::int64_t>(l.size());
+  if (static_cast<int>(sizes.size()) <= depth)
+    sizes.push_back(n);
+  else if (sizes[static_cast<std::size_t>(depth)] != n)
+    throw InvalidArgument(fmt::format("tensor: ragged nested list: a row at depth {} has {} elements, another has {} (all rows must have the same length)",
+                                      depth, n, sizes[static_cast<std::size_t>(depth)]));
+  out.insert(out.end(), l.begin(), l.end());
+}
+template <class L>
+void flatten(std::initializer_list<L> l, std::vector<double>& out, std::vector<std::int64_t>& sizes, int depth) {
+  const auto n = static_cast<std::int64_t>(l.size());
+  if (static_cast<int>(sizes.size()) <= depth)
+    sizes.push_back(n);
+  else if (sizes[static_cast<std::size_t>(depth)] != n)
+    throw InvalidArgument(fmt::format("tensor: ragged nested list: a row at depth {} has {} elements, another has {} (all rows must have the same length)",
+                                      depth, n, sizes[static_cast<std::size_t>(depth)]));
+  for (const auto& sub : l) flatten(sub, out, sizes, depth + 1);
+}
+template <class L>
+Tensor from_nested(std::initializer_list<L> values, DType dtype, int rank) {
+  std::vector<double> flat;
+  std::vector<std::int64_t> sizes;
+  flatten(values, flat, sizes, 0);
+  while (static_cast<int>(sizes.size()) < rank) sizes.push_back(0);  // e.g. {{}} -> [1, 0]
+  return from_vector(flat, Shape(sizes), dtype);
+}
+}  // namespace
+
+Tensor tensor(std::initializer_list<std::initializer_list<double>> values, DType dtype) {
+  return from_nested(values, dtype, 2);
+}
+Tensor tensor(std::initializer_list<std::initializer_list<std::initializer_list<double>>> values, DType dtype) {
+  return from_nested(values, dtype, 3);
+}
+Tensor tensor(std::initializer_list<std::initializer_list<std::initializer_list<std::initializer_list<double>>>> values,
+              DType dtype) {
+  return from_nested(values, dtype, 4);
+}
+
+Tensor full(const Shape& shape, double value, DType dtype) {
+  Tensor t = Tensor::empty(shape, dtype);
+  const auto n = shape.numel();
+  dispatch_all(dtype, [&]<class T>() {
+    T* d = t.mutable_data<T>();
+    const T v = std::is_same_v<T, bool> ? static_cast<T>(value != 0.0) : static_cast<T>(value);
+    for (std::int64_t i = 0; i < n; ++i) d[i] = v;
+  });
+  return t;
+}
+Tensor zeros(const Shape& shape, DType dtype) { return full(shape, 0.0, dtype); }
+Tensor ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
+Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
+Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
+Tensor full_like(const Tensor& t, double value) { return full(t.shape(), value, t.dtype()); }
+Tensor scalar_like(const Tensor& t, double value) { return full(Shape{}, value, t.dtype()); }
+
+Tensor arange(double end, DType dtype) { return arange(0.0, end, 1.0, dtype); }
+
+Tensor arange(double start, double end, double step, DType dtype) {
+  if (step == 0.0 || !std::isfinite(start) || !std::isfinite(end) || !std::isfinite(step))
+    throw InvalidArgument(fmt::format("arange: start={}, end={}, step={}; expected finite values and step != 0",
+                                      start, end, step));
+  if ((end - start) / step < 0)
+    throw InvalidArgument(fmt::format("arange: step {} moves away from end (start={}, end={}); the sign of step must match end - start",
+                                      step, start, end));
+  const auto n = static_cast<std::int64_t>(std::ceil((end - start) / step));
+  Tensor t = Tensor::empty(Shape{n}, dtype);
+  for (std::int64_t i = 0; i < n; ++i) write_from_double(t.impl(), i, start + static_cast<double>(i) * step);
+  return t;
+}
+
+namespace {
+void check_random_dtype(const char* who, DType dtype) {
+  if (!is_floating(dtype))
+    throw InvalidArgument(fmt::format("{}: dtype {} is not supported (expected float32 or float64)", who, dtype_name(dtype)));
+}
+}  // namespace
+
+Tensor rand(const Shape& shape, Generator& gen, DType dtype) {
+  check_random_dtype("rand", dtype);
+  Tensor t = Tensor::empty(shape, dtype);
+  const auto n = shape.numel();
+  if (dtype == kFloat64) {
+    double* d = t.mutable_data<double>();
+    for (std::int64_t i = 0; i < n; ++i) d[i] = gen.uniform();
+  } else {
+    float* d = t.mutable_data<float>();
+    for (std::int64_t i = 0; i < n; ++i) d[i] = gen.uniform_float();
+  }
+  return t;
+}
+
+Tensor randn(const Shape& shape, Generator& gen, DType dtype) {
+  check_random_dtype("randn", dtype);
+  Tensor t = Tensor::empty(shape, dtype);
+  for (std::int64_t i = 0; i < shape.numel(); ++i) write_from_double(t.impl(), i, gen.normal());
+  return t;
+}
+
+Tensor randint(std::int64_t low, std::int64_t high, const Shape& shape, Generator& gen) {
+  if (high <= low)
+    throw InvalidArgument(fmt::format("randint: low={} >= high={} (expected low < high; values are in [low, high))", low, high));
+  Tensor t = Tensor::empty(shape, kInt64);
+  auto* d = t.mutable_data<std::int64_t>();
+  const auto range = static_cast<std::uint64_t>(high - low);
+  for (std::int64_t i = 0; i < shape.numel(); ++i) d[i] = low + static_cast<std::int64_t>(gen.below(range));
+  return t;
+}
+
+// ---- printing ----
+namespace {
+constexpr std::int64_t kSummarizeAbove = 1000;  // PyTorch's print threshold
+constexpr std::int64_t kEdgeItems = 3;
+
+std::string format_element(const TensorImpl& t, std::int64_t i) {
+  switch (t.dtype) {
+    case DType::Bool: return static_cast<const bool*>(t.data)[i] ? "true" : "false";
+    case DType::Int64: return fmt::format("{}", static_cast<const std::int64_t*>(t.data)[i]);
+    case DType::Float32: return fmt::format("{:.6g}", static_cast<const float*>(t.data)[i]);
+    case DType::Float64: return fmt::format("{:.6g}", static_cast<const double*>(t.data)[i]);
+  }
+  return "?";
+}
+
+void format_dim(const TensorImpl& t, int d, std::int64_t offset, bool summarize, int indent, std::string& out) {
+  const Shape& s = t.shape;
+  if (d < 0 || d >= kMaxRank) return;  // rank <= 4 (also tells the compiler the recursion is bounded)
+  const auto strides = contiguous_strides(s);
+  const std::int64_t n = s[d];
+  const bool cut = summarize && n > 2 * kEdgeItems;
+  out += '[';
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (cut && i == kEdgeItems) {
+      out += d + 1 == s.rank() ? "..., " : fmt::format("...,\n{:{}}", "", indent + 1);
+      i = n - kEdgeItems;
+    }
+    const std::int64_t off = offset + i * strides[static_cast<std::size_t>(d)];
+    if (d + 1 == s.rank())
+      out += format_element(t, off);
+    else
+      format_dim(t, d + 1, off, summarize, indent + 1, out);
+    if (i + 1 < n) out += d + 1 == s.rank() ? ", " : fmt::format(",\n{:{}}", "", indent + 1);
+  }
+  out += ']';
+}
+}  // namespace
+
+std::string to_string(const Tensor& t) {
+  if (!t.defined()) return "tensor(undefined)";
+  const TensorImpl& impl = t.impl();
+  std::string body;
+  if (impl.shape.rank() == 0)
+    body = format_element(impl, 0);
+  else
+    format_dim(impl, 0, 0, t.numel() > kSummarizeAbove, 7, body);
+  std::string s = fmt::format("tensor({}, shape={}, dtype={}", body, impl.shape, dtype_name(impl.dtype));
+  if (impl.requires_grad) s += impl.node_id ? ", grad_fn" : ", requires_grad";
+  if (!impl.name.empty()) s += fmt::format(", name={}", impl.name);
+  return s + ")";
+}
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << to_string(t); }
+
+}  // namespace tapegrad

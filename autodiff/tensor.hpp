@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Tensor: a cheap shared handle (copying it copies a pointer) to
+//   value          contiguous row-major storage, rank 0-4, float32/float64 (int64/bool for indices, masks)
+//   grad           filled by backward on leaves that require grad (accumulates, never assigns)
+//   requires_grad  whether ops on it are recorded on the tape
+//   node           which tape node produced it (none for leaves and constants)
+// Views (reshape, view, squeeze, unsqueeze, detach) share storage with their source, as in PyTorch;
+// every other op writes a new tensor.
+#include <cstdint>
+#include <initializer_list>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+#include <fmt/format.h>
+
+#include "autodiff/dtype.hpp"
+#include "autodiff/error.hpp"
+#include "autodiff/generator.hpp"
+#include "autodiff/shape.hpp"
+
+namespace tapegrad {
+
+struct TensorImpl {
+  std::shared_ptr<void> storage;  // owns the bytes; shared by views
+  void* data = nullptr;           // first element
+  Shape shape;
+  DType dtype = DType::Float32;
+  bool requires_grad = false;
+  std::int64_t node_index = -1;   // position on the producing thread's tape, -1 for leaves
+  std::uint64_t node_id = 0;      // unique id of that node (tape id << 40 | counter), 0 for leaves
+  std::shared_ptr<TensorImpl> grad;
+  std::string name;               // optional label (parameter names), shown in graphs and errors
+};
+
+class Tensor {
+ public:
+  Tensor() = default;  // undefined: no value
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  // Uninitialised storage of the given shape and dtype (internal kernels fill it).
+  static Tensor empty(const Shape& shape, DType dtype);
+
+  bool defined() const { return impl_ != nullptr; }
+  const Shape& shape() const { return impl().shape; }
+  int dim() const { return impl().shape.rank(); }
+  std::int64_t size(int d) const;  // negative d counts from the end
+  std::int64_t numel() const { return impl().shape.numel(); }
+  DType dtype() const { return impl().dtype; }
+
+  // Autodiff state.
+  bool requires_grad() const { return defined() && impl_->requires_grad; }
+  Tensor& requires_grad_(bool on = true);  // leaves only, floating dtypes only
+  bool is_leaf() const { return impl().node_id == 0; }
+  Tensor grad() const;                     // undefined until a backward reaches this leaf
+  void set_grad(const Tensor& g);          // replace (checks shape and dtype); undefined clears
+  void zero_grad() { impl().grad.reset(); }  // PyTorch's set_to_none=True
+  const std::string& name() const { return impl().name; }
+  Tensor& set_name(std::string name);
+
+  // Copies and conversions.
+  Tensor detach() const;                   // shares storage, no graph, requires_grad false
+  Tensor clone() const;                    // new storage; differentiable (identity VJP)
+  Tensor to(DType dtype) const;            // differentiable between float32 and float64
+  Tensor contiguous_copy_detached() const; // new storage, no graph
+
+  // Values.
+  double item() const;                     // numel must be 1
+  template <class T> T item() const { return static_cast<T>(item()); }
+  double at(std::initializer_list<std::int64_t> index) const;  // bounds-checked read
+  void set(std::initializer_list<std::int64_t> index, double value);  // in-place write, no graph
+  std::vector<double> to_vector() const;   // all elements as double, row-major
+  template <class T> const T* data() const { check_access<T>(); return static_cast<const T*>(impl_->data); }
+  // In-place access to the storage, outside the tape (optimisers, initialisers). Writing to a tensor
+  // that a recorded op saved changes what its VJP sees, as in PyTorch without version counters.
+  template <class T> T* mutable_data() { check_access<T>(); return static_cast<T*>(impl_->data); }
+
+  // Eigen views of the storage as a flat column array.
+  template <class T> Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> array() const {
+    return {data<T>(), static_cast<Eigen::Index>(numel())};
+  }
+  template <class T> Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> mutable_array() {
+    return {mutable_data<T>(), static_cast<Eigen::Index>(numel())};
+  }
+
+  TensorImpl& impl() const;
+  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+  bool same(const Tensor& other) const { return impl_ == other.impl_; }
+
+ private:
+  template <class T> void check_access() const {
+    if (dtype_of<T>() != impl().dtype) throw_bad_access(dtype_of<T>());
+  }
+  [[noreturn]] void throw_bad_access(DType asked) const;
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+// ---- factories (PyTorch's default dtype is float32; tests pass kFloat64 explicitly) ----
+Tensor tensor(double value, DType dtype = kFloat32);
+Tensor tensor(std::initializer_list<double> values, DType dtype = kFloat32);
+Tensor tensor(std::initializer_list<std::initializer_list<double>> values, DType dtype = kFloat32);
+Tensor tensor(std::initializer_list<std::initializer_list<std::initializer_list<double>>> values,
+              DType dtype = kFloat32);
+Tensor tensor(
+    std::initializer_list<std::initializer_list<std::initializer_list<std::initializer_list<double>>>> values,
+    DType dtype = kFloat32);
+Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype = kFloat32);
+Tensor from_vector(const std::vector<float>& values, const Shape& shape);
+Tensor from_vector(const std::vector<std::int64_t>& values, const Shape& shape);
+Tensor from_vector(const std::vector<bool>& values, const Shape& shape);
+Tensor zeros(const Shape& shape, DType dtype = kFloat32);
+Tensor ones(const Shape& shape, DType dtype = kFloat32);
+Tensor full(const Shape& shape, double value, DType dtype = kFloat32);
+Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
+Tensor full_like(const Tensor& t, double value);
+Tensor scalar_like(const Tensor& t, double value);  // rank 0, same dtype
+// [start, end) with step, as torch.arange; arange(5) is 0..4.
+Tensor arange(double end, DType dtype = kFloat32);
+Tensor arange(double start, double end, double step = 1.0, DType dtype = kFloat32);
+Tensor rand(const Shape& shape, Generator& gen, DType dtype = kFloat32);   // U[0, 1)
+Tensor randn(const Shape& shape, Generator& gen, DType dtype = kFloat32);  // N(0, 1)
+Tensor randint(std::int64_t low, std::int64_t high, const Shape& shape, Generator& gen);  // int64 in [low, high)
+
+// ---- printing ----
+std::string to_string(const Tensor& t);
+std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+}  // namespace tapegrad
+
+template <>
+struct fmt::formatter<tapegrad::Tensor> : fmt::formatter<std::string> {
+  auto format(const tapegrad::Tensor& t, fmt::format_context& ctx) const {
+    return fmt::formatter<std::string>::format(tapegrad::to_string(t), ctx);
+  }
+};

@@ -1,0 +1,11 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// tapegrad: a small reverse-mode automatic differentiation library. One include for everything.
+#include "autodiff/check.hpp"
+#include "autodiff/dtype.hpp"
+#include "autodiff/error.hpp"
+#include "autodiff/generator.hpp"
+#include "autodiff/shape.hpp"
+#include "autodiff/tape.hpp"
+#include "autodiff/tensor.hpp"
+#include "ops/elementwise.hpp"
