@@ -9,3 +9,8 @@
 #include "autodiff/tape.hpp"
 #include "autodiff/tensor.hpp"
 #include "ops/elementwise.hpp"
+#include "autodiff/custom_op.hpp"
+#include "autodiff/gradcheck.hpp"
+#include "ops/linalg.hpp"
+#include "ops/reduce.hpp"
+#include "ops/shape.hpp"

@@ -295,8 +295,13 @@ void record_node(const char* op, std::vector<Tensor> inputs, Tensor& out, Vjp vj
   if (o.requires_grad || o.node_id != 0)
     throw RuntimeError(fmt::format(
         "{}: internal error: an op's output must be a fresh tensor (it already has a graph)", op));
+  // Inputs from another thread's tape cannot be linked into this one. (An input whose node was
+  // already released is fine here, as in PyTorch: backward through it reports the problem.)
   for (const Tensor& in : inputs)
-    if (in.requires_grad() && !in.is_leaf()) (void)node_position(op, tape, in.impl());
+    if (in.requires_grad() && !in.is_leaf() && !tape.owns(in.impl().node_id))
+      throw RuntimeError(fmt::format(
+          "{}: an input was recorded on another thread's tape; each thread differentiates its own "
+          "graphs (compute it on this thread, or detach() it to use it as a constant)", op));
   tape.sweep();
 
   Node n;

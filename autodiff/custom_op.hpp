@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// User-defined ops, like torch.autograd.Function: a forward and a VJP, recorded on the tape like
+// a built-in op.
+//
+//   // softplus(x) = log(1 + e^x)      vjp: dx = g * sigmoid(x)
+//   Tensor softplus(const Tensor& x) {
+//     return custom_op("softplus", x,
+//         [](const Tensor& x) { return log1p(exp(x)); },
+//         [](const Tensor& x, const Tensor& g) { return g * sigmoid(x); });
+//   }
+//
+// forward runs without recording (its inner ops are not on the tape); vjp receives the inputs,
+// the output and the upstream gradient g, and returns one gradient per input (shape of that
+// input; an undefined Tensor means zero). Write vjp with tapegrad ops and second derivatives
+// (create_graph, gradgradcheck, hessian) work through the custom op too.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autodiff/tape.hpp"
+
+namespace tapegrad {
+
+using CustomForward = std::function<Tensor(const std::vector<Tensor>& inputs)>;
+using CustomVjp = std::function<Grads(const std::vector<Tensor>& inputs, const Tensor& out, const Tensor& g)>;
+
+Tensor custom_op(const std::string& name, const std::vector<Tensor>& inputs, const CustomForward& forward,
+                 const CustomVjp& vjp);
+
+// One input: forward(x), vjp(x, g) -> dx.
+Tensor custom_op(const std::string& name, const Tensor& x, const std::function<Tensor(const Tensor&)>& forward,
+                 const std::function<Tensor(const Tensor& x, const Tensor& g)>& vjp);
+
+// A stable C string for a runtime name (tape nodes keep const char* labels).
+const char* intern_name(const std::string& name);
+
+}  // namespace tapegrad

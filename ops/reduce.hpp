@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Reductions, PyTorch names and semantics. `dim` may be negative; keepdim keeps it with size 1.
+#include "autodiff/tensor.hpp"
+
+namespace tapegrad {
+
+Tensor sum(const Tensor& x);                                    // all elements -> rank 0; dx = g (broadcast)
+Tensor sum(const Tensor& x, int dim, bool keepdim = false);     // dx = g broadcast along dim
+Tensor mean(const Tensor& x);                                   // dx = g / numel
+Tensor mean(const Tensor& x, int dim, bool keepdim = false);    // dx = g / size(dim)
+// max/min over all elements: the gradient is shared evenly by all elements equal to the result
+// (PyTorch's evenly_distribute_backward).
+Tensor max(const Tensor& x);
+Tensor min(const Tensor& x);
+// max/min along dim: values; the gradient goes to the position argmax/argmin returns (the first
+// occurrence of the extreme value), as torch.max(x, dim) sends it to its returned index.
+Tensor max(const Tensor& x, int dim, bool keepdim = false);
+Tensor min(const Tensor& x, int dim, bool keepdim = false);
+Tensor argmax(const Tensor& x, int dim, bool keepdim = false);  // int64, first occurrence
+Tensor argmin(const Tensor& x, int dim, bool keepdim = false);  // int64, first occurrence
+
+}  // namespace tapegrad

@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: MIT
+// Tensor: factories, values, dtypes, conversions, printing, and the generator's exact streams.
+#include "testing.hpp"
+
+using namespace tapegrad;
+using Catch::Matchers::Contains;
+
+TEST_CASE("tensor: nested initializer lists give shape, dtype and row-major values", "[tensor]") {
+  Tensor a = tensor({{1, 2, 3}, {4, 5, 6}}, kFloat64);
+  REQUIRE(a.shape() == Shape{2, 3});
+  REQUIRE(a.dtype() == kFloat64);
+  REQUIRE(a.numel() == 6);
+  REQUIRE(a.dim() == 2);
+  REQUIRE(a.to_vector() == std::vector<double>{1, 2, 3, 4, 5, 6});
+  REQUIRE(a.at({1, 0}) == 4.0);
+  REQUIRE(a.size(-1) == 3);
+
+  Tensor s = tensor(2.5);
+  REQUIRE(s.dim() == 0);
+  REQUIRE(s.dtype() == kFloat32);
+  REQUIRE(s.item() == 2.5);
+
+  Tensor c = tensor({{{1, 2}}, {{3, 4}}}, kFloat64);
+  REQUIRE(c.shape() == Shape{2, 1, 2});
+  Tensor d = tensor({{{{1, 2}, {3, 4}}}}, kFloat64);
+  REQUIRE(d.shape() == Shape{1, 1, 2, 2});
+
+  Tensor v = from_vector(std::vector<double>{1, 2, 3, 4}, Shape{2, 2}, kFloat32);
+  REQUIRE(v.at({1, 1}) == 4.0);
+  Tensor i = from_vector(std::vector<std::int64_t>{3, 1}, Shape{2});
+  REQUIRE(i.dtype() == kInt64);
+  REQUIRE(i.data<std::int64_t>()[0] == 3);
+}
+
+TEST_CASE("tensor: factories zeros, ones, full, arange", "[tensor]") {
+  REQUIRE(zeros({2, 2}, kFloat64).to_vector() == std::vector<double>(4, 0.0));
+  REQUIRE(ones({3}).to_vector() == std::vector<double>(3, 1.0));
+  REQUIRE(full({2}, -1.5, kFloat64).to_vector() == std::vector<double>{-1.5, -1.5});
+  REQUIRE(arange(4).to_vector() == std::vector<double>{0, 1, 2, 3});
+  // 0, 0.25, 0.5, 0.75: ceil((1 - 0) / 0.25) = 4 elements, end excluded (torch.arange)
+  REQUIRE(arange(0, 1, 0.25, kFloat64).to_vector() == std::vector<double>{0, 0.25, 0.5, 0.75});
+  REQUIRE(arange(3, 0, -1, kFloat64).to_vector() == std::vector<double>{3, 2, 1});
+  REQUIRE(zeros({0, 3}).numel() == 0);
+}
+
+TEST_CASE("tensor: bad construction and access throw with a clear message", "[tensor][bad]") {
+  REQUIRE_THROWS_WITH(zeros({1, 1, 1, 1, 1}), Contains("rank 0 to 4"));
+  REQUIRE_THROWS_AS(tensor({{1, 2}, {3}}), InvalidArgument);
+  REQUIRE_THROWS_WITH(tensor({{1, 2}, {3}}), Contains("ragged"));
+  REQUIRE_THROWS_WITH(from_vector(std::vector<double>{1, 2, 3}, Shape{2, 2}), Contains("3 values for shape [2, 2]"));
+  REQUIRE_THROWS_WITH(tensor({1, 2}).item(), Contains("exactly one element"));
+  REQUIRE_THROWS_WITH(tensor({1, 2}).at({2}), Contains("index 2 is out of range"));
+  REQUIRE_THROWS_WITH(tensor({1, 2}).at({0, 0}), Contains("2 indices"));
+  REQUIRE_THROWS_WITH(tensor({1.0}, kFloat64).data<float>(), Contains("float32"));
+  REQUIRE_THROWS_WITH(arange(0, 1, 0), Contains("step"));
+  REQUIRE_THROWS_WITH(arange(0, 1, -1), Contains("sign of step"));
+  Tensor idx = from_vector(std::vector<std::int64_t>{1}, Shape{1});
+  REQUIRE_THROWS_WITH(idx.requires_grad_(), Contains("only float32 and float64"));
+  REQUIRE_THROWS_WITH(Tensor().shape(), Contains("undefined"));
+  REQUIRE_THROWS_WITH(tensor({1, 2}).size(2), Contains("dim 2 is out of range"));
+  REQUIRE_THROWS_WITH(zeros({2}).set_grad(zeros({3})), Contains("must match"));
+}
+
+TEST_CASE("tensor: to(dtype) converts and is differentiable between float types", "[tensor]") {
+  Tensor x = tensor({1.5, -2.25}, kFloat64).requires_grad_();
+  Tensor y = x.to(kFloat32);
+  REQUIRE(y.dtype() == kFloat32);
+  REQUIRE(y.to_vector() == std::vector<double>{1.5, -2.25});
+  backward(sum_to_size(y * 3.0, Shape{}));
+  REQUIRE(x.grad().dtype() == kFloat64);
+  REQUIRE(x.grad().to_vector() == std::vector<double>{3.0, 3.0});
+
+  Tensor i = tensor({2.7, -1.2}).to(kInt64);
+  REQUIRE(i.data<std::int64_t>()[0] == 2);   // truncation toward zero, like a C++ cast and torch
+  REQUIRE(i.data<std::int64_t>()[1] == -1);
+  Tensor b = tensor({0.0, 3.0}).to(kBool);
+  REQUIRE(b.data<bool>()[0] == false);
+  REQUIRE(b.data<bool>()[1] == true);
+  REQUIRE_FALSE(i.requires_grad());
+}
+
+TEST_CASE("tensor: detach shares storage, clone copies and passes gradients", "[tensor]") {
+  Tensor x = tensor({1.0, 2.0}, kFloat64).requires_grad_();
+  Tensor d = x.detach();
+  REQUIRE_FALSE(d.requires_grad());
+  d.set({0}, 10.0);
+  REQUIRE(x.at({0}) == 10.0);  // same storage, as torch.detach
+
+  Tensor c = x.clone();
+  c.detach().set({1}, 99.0);
+  REQUIRE(x.at({1}) == 2.0);   // clone has its own storage
+  REQUIRE(c.requires_grad());
+  backward(sum_to_size(c * c, Shape{}));
+  REQUIRE(x.grad().to_vector() == std::vector<double>{20.0, 2 * 99.0});
+}
+
+TEST_CASE("tensor: printing shows values, shape and dtype, abbreviated when large", "[tensor][print]") {
+  const std::string s = fmt::format("{}", tensor({{1, 2}, {3, 4.5}}, kFloat64));
+  REQUIRE(s == "tensor([[1, 2],\n        [3, 4.5]], shape=[2, 2], dtype=float64)");
+  const std::string r = fmt::format("{}", tensor({1.0}).requires_grad_());
+  REQUIRE_THAT(r, Contains("requires_grad"));
+  const std::string big = fmt::format("{}", arange(2000));
+  REQUIRE_THAT(big, Contains("[0, 1, 2, ..., 1997, 1998, 1999]"));
+  REQUIRE(big.size() < 100);
+  std::ostringstream os;
+  os << tensor(3.0, kFloat64);
+  REQUIRE(os.str() == "tensor(3, shape=[], dtype=float64)");
+}
+
+TEST_CASE("generator: xoshiro256** streams match an independent implementation", "[tensor][random]") {
+  // Expected values from a separate Python implementation of SplitMix64 + xoshiro256**.
+  Generator g(42);
+  REQUIRE(g.next_u64() == 0x15780b2e0c2ec716ULL);
+  REQUIRE(g.next_u64() == 0x6104d9866d113a7eULL);
+  REQUIRE(g.next_u64() == 0xae17533239e499a1ULL);
+
+  Generator u(7);
+  Tensor r = rand({2}, u, kFloat64);
+  REQUIRE(r.at({0}) == 0.7005764821796896);
+  REQUIRE(r.at({1}) == 0.2787512294737843);
+
+  Generator uf(7);
+  Tensor rf = rand({2}, uf, kFloat32);
+  REQUIRE(rf.at({0}) == 0.7005764245986938);
+  REQUIRE(rf.at({1}) == 0.2787511944770813);
+
+  Generator n(7);
+  Tensor z = randn({3}, n, kFloat64);
+  REQUIRE(z.at({0}) == Approx(-0.2790239910251981).epsilon(1e-15));
+  REQUIRE(z.at({1}) == Approx(1.8997685786889567).epsilon(1e-15));
+  REQUIRE(z.at({2}) == Approx(2.136306014732201).epsilon(1e-15));
+}
+
+TEST_CASE("generator: same seed same numbers, sensible distributions", "[tensor][random]") {
+  Generator a(123), b(123), c(124);
+  Tensor x = randn({1000}, a, kFloat64);
+  Tensor y = randn({1000}, b, kFloat64);
+  Tensor w = randn({1000}, c, kFloat64);
+  REQUIRE(x.to_vector() == y.to_vector());
+  REQUIRE(x.to_vector() != w.to_vector());
+
+  Generator g(5);
+  const auto v = randn({20000}, g, kFloat64).to_vector();
+  double m = 0, s2 = 0;
+  for (double e : v) m += e;
+  m /= static_cast<double>(v.size());
+  for (double e : v) s2 += (e - m) * (e - m);
+  s2 /= static_cast<double>(v.size());
+  REQUIRE(std::abs(m) < 0.03);          // ~4 standard errors (1/sqrt(20000) = 0.007)
+  REQUIRE(std::abs(s2 - 1.0) < 0.05);
+
+  const auto u = rand({20000}, g, kFloat32).to_vector();
+  for (double e : u) REQUIRE((e >= 0.0 && e < 1.0));
+
+  Tensor k = randint(-2, 3, {1000}, g);
+  REQUIRE(k.dtype() == kInt64);
+  bool seen[5] = {};
+  for (std::int64_t i = 0; i < 1000; ++i) {
+    const auto val = k.data<std::int64_t>()[i];
+    REQUIRE((val >= -2 && val < 3));
+    seen[val + 2] = true;
+  }
+  for (bool s : seen) REQUIRE(s);
+  REQUIRE_THROWS_WITH(randint(3, 3, {1}, g), Contains("low < high"));
+  REQUIRE_THROWS_WITH(rand({2}, g, kInt64), Contains("float32 or float64"));
+}

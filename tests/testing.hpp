@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Shared test helpers: Catch2 v2 or v3, and small comparisons.
+#if TAPEGRAD_CATCH_V3
+#include <catch2/catch_all.hpp>
+#else
+#include <catch2/catch.hpp>
+#endif
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "tapegrad.hpp"
+
+namespace tapegrad::testing {
+
+// Element-wise |a - b| <= atol + rtol |b|; on failure says where.
+inline std::string allclose_why(const Tensor& a, const Tensor& b, double rtol = 1e-12, double atol = 1e-12) {
+  if (a.shape() != b.shape()) return fmt::format("shape {} vs {}", a.shape(), b.shape());
+  const auto va = a.to_vector();
+  const auto vb = b.to_vector();
+  for (std::size_t i = 0; i < va.size(); ++i) {
+    const bool both_nan = std::isnan(va[i]) && std::isnan(vb[i]);
+    const bool same_inf = std::isinf(va[i]) && va[i] == vb[i];
+    if (both_nan || same_inf) continue;
+    if (!(std::abs(va[i] - vb[i]) <= atol + rtol * std::abs(vb[i])))
+      return fmt::format("element {}: {} vs {} (diff {:.3g})", i, va[i], vb[i], va[i] - vb[i]);
+  }
+  return "";
+}
+
+}  // namespace tapegrad::testing
+
+// REQUIRE_ALLCLOSE(actual, expected[, rtol, atol])
+#define REQUIRE_ALLCLOSE(a, ...)                                            \
+  do {                                                                       \
+    const std::string why_ = ::tapegrad::testing::allclose_why(a, __VA_ARGS__); \
+    INFO(why_);                                                              \
+    REQUIRE(why_.empty());                                                   \
+  } while (0)
