@@ -19,7 +19,7 @@ constexpr int kIdShift = 40;
 struct Tape {
   std::uint64_t id = next_tape_id.fetch_add(1);
   std::uint64_t counter = 0;
-  std::deque<Node> nodes;
+  NodeStore nodes;
   std::size_t live = 0;
   int in_backward = 0;  // no sweeping while a backward loop indexes the nodes
 
@@ -30,7 +30,7 @@ struct Tape {
     if (n.released) return;
     // Move the contents out first: destroying them may destroy tensors, never the tape.
     Vjp vjp = std::move(n.vjp);
-    std::vector<Tensor> inputs = std::move(n.inputs);
+    InputList inputs = std::move(n.inputs);
     Tensor saved = std::move(n.saved_out);
     n.vjp = nullptr;
     n.inputs.clear();
@@ -270,6 +270,21 @@ std::vector<Tensor> run_backward(Request r) {
 
 }  // namespace
 
+void NodeStore::push_back(Node&& n) {
+  if (size_ == chunks_.size() * kChunk) chunks_.push_back(std::make_unique<Node[]>(kChunk));
+  (*this)[size_] = std::move(n);
+  ++size_;
+}
+
+void NodeStore::pop_back() {
+  --size_;
+  (*this)[size_] = Node{};
+}
+
+void NodeStore::clear() {
+  while (size_ > 0) pop_back();
+}
+
 bool GradMode::is_enabled() { return grad_enabled; }
 void GradMode::set_enabled(bool on) { grad_enabled = on; }
 
@@ -289,7 +304,7 @@ bool should_record(const std::vector<Tensor>& inputs) {
   return false;
 }
 
-void record_node(const char* op, std::vector<Tensor> inputs, Tensor& out, Vjp vjp, bool save_out) {
+void record_node(const char* op, InputList inputs, Tensor& out, Vjp vjp, bool save_out) {
   Tape& tape = this_tape();
   TensorImpl& o = out.impl();
   if (o.requires_grad || o.node_id != 0)
@@ -316,15 +331,15 @@ void record_node(const char* op, std::vector<Tensor> inputs, Tensor& out, Vjp vj
   o.node_index = static_cast<std::int64_t>(tape.nodes.size());
   o.node_id = n.id;
   if (save_out) {
-    auto s = std::make_shared<TensorImpl>();
-    s->storage = o.storage;
-    s->data = o.data;
-    s->shape = o.shape;
-    s->dtype = o.dtype;
-    s->requires_grad = true;
-    s->node_index = o.node_index;
-    s->node_id = o.node_id;
-    n.saved_out = Tensor(std::move(s));
+    // The VJP sees the output as a tensor with the same value and graph position. Large values
+    // share out's storage; inline ones are copied, so the node does not keep out's handle alive
+    // (a node whose output nobody holds can then be dropped).
+    Tensor saved = o.storage ? out.alias(o.shape) : out.contiguous_copy_detached();
+    TensorImpl& s = saved.impl();
+    s.requires_grad = true;
+    s.node_index = o.node_index;
+    s.node_id = o.node_id;
+    n.saved_out = std::move(saved);
   }
   tape.nodes.push_back(std::move(n));
   ++tape.live;
@@ -367,11 +382,11 @@ std::size_t tape_size() { return this_tape().nodes.size(); }
 void clear_tape() {
   Tape& tape = this_tape();
   if (tape.in_backward > 0) throw RuntimeError("clear_tape: cannot clear the tape during backward");
-  for (Node& n : tape.nodes) tape.release(n);
+  for (std::size_t i = 0; i < tape.nodes.size(); ++i) tape.release(tape.nodes[i]);
   tape.nodes.clear();
   tape.live = 0;
 }
 
-const std::deque<Node>& tape_nodes() { return this_tape().nodes; }
+const NodeStore& tape_nodes() { return this_tape().nodes; }
 
 }  // namespace tapegrad

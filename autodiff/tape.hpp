@@ -12,13 +12,14 @@
 // tensors); the tape also drops trailing nodes whose outputs nobody can reach any more, so a
 // training loop or an evaluation without NoGradGuard does not grow the tape.
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "autodiff/pool.hpp"
+#include "autodiff/small_function.hpp"
 #include "autodiff/tensor.hpp"
 
 namespace tapegrad {
@@ -53,13 +54,16 @@ class NoGradGuard : public GradModeGuard {
 // input; an undefined Tensor means zero). `out` is the op's output when the op asked to save it
 // (save_out), else undefined. VJPs are written with tapegrad's own ops, so when backward runs with
 // create_graph they are recorded too and can be differentiated again.
-using Grads = std::vector<Tensor>;
-using Vjp = std::function<Grads(const Tensor& g, const Tensor& out)>;
+// (Both are allocated from a per-thread pool and the VJP closure is stored inline when it is at
+// most 64 bytes: recording an op then costs no trip to malloc beyond the output's value.)
+using Grads = std::vector<Tensor, detail::PoolAllocator<Tensor>>;
+using InputList = std::vector<Tensor, detail::PoolAllocator<Tensor>>;
+using Vjp = detail::SmallFunction<Grads(const Tensor& g, const Tensor& out), 64>;
 
 struct Node {
   std::uint64_t id = 0;
   const char* op = "";
-  std::vector<Tensor> inputs;
+  InputList inputs;
   std::weak_ptr<TensorImpl> out;  // weak: a node whose output nobody holds can be dropped
   Tensor saved_out;                // shares out's storage and node, only if the op asked
   Vjp vjp;
@@ -68,10 +72,48 @@ struct Node {
   bool released = false;
 };
 
+// The tape's node storage: fixed-size chunks, so references stay valid while backward with
+// create_graph appends nodes, and a training loop reuses the same chunks every step.
+class NodeStore {
+ public:
+  static constexpr std::size_t kChunk = 256;
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  Node& operator[](std::size_t i) { return chunks_[i / kChunk][i % kChunk]; }
+  const Node& operator[](std::size_t i) const { return chunks_[i / kChunk][i % kChunk]; }
+  Node& back() { return (*this)[size_ - 1]; }
+  const Node& back() const { return (*this)[size_ - 1]; }
+  void push_back(Node&& n);
+  void pop_back();
+  void clear();
+
+  class const_iterator {
+   public:
+    const_iterator(const NodeStore* s, std::size_t i) : s_(s), i_(i) {}
+    const Node& operator*() const { return (*s_)[i_]; }
+    const Node* operator->() const { return &(*s_)[i_]; }
+    const_iterator& operator++() {
+      ++i_;
+      return *this;
+    }
+    bool operator==(const const_iterator& o) const { return i_ == o.i_; }
+
+   private:
+    const NodeStore* s_;
+    std::size_t i_;
+  };
+  const_iterator begin() const { return {this, 0}; }
+  const_iterator end() const { return {this, size_}; }
+
+ private:
+  std::vector<std::unique_ptr<Node[]>> chunks_;
+  std::size_t size_ = 0;
+};
+
 namespace detail {
 bool should_record(std::initializer_list<Tensor> inputs);
 bool should_record(const std::vector<Tensor>& inputs);
-void record_node(const char* op, std::vector<Tensor> inputs, Tensor& out, Vjp vjp, bool save_out);
+void record_node(const char* op, InputList inputs, Tensor& out, Vjp vjp, bool save_out);
 }  // namespace detail
 
 // Records out = op(inputs) with its VJP, if grad mode is on and an input requires grad.
@@ -80,13 +122,13 @@ template <class F>
 void record(const char* op, std::initializer_list<Tensor> inputs, Tensor& out, F&& vjp,
             bool save_out = false) {
   if (!detail::should_record(inputs)) return;
-  detail::record_node(op, std::vector<Tensor>(inputs), out, Vjp(std::forward<F>(vjp)), save_out);
+  detail::record_node(op, InputList(inputs), out, Vjp(std::forward<F>(vjp)), save_out);
 }
 template <class F>
 void record(const char* op, const std::vector<Tensor>& inputs, Tensor& out, F&& vjp,
             bool save_out = false) {
   if (!detail::should_record(inputs)) return;
-  detail::record_node(op, inputs, out, Vjp(std::forward<F>(vjp)), save_out);
+  detail::record_node(op, InputList(inputs.begin(), inputs.end()), out, Vjp(std::forward<F>(vjp)), save_out);
 }
 
 // ---- backward ----
@@ -124,6 +166,6 @@ std::size_t tape_size();
 // to them become as if their graph had been freed.
 void clear_tape();
 // Read-only walk over this thread's tape, oldest first (graph printing, tests).
-const std::deque<Node>& tape_nodes();
+const NodeStore& tape_nodes();
 
 }  // namespace tapegrad

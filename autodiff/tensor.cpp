@@ -2,31 +2,57 @@
 #include "autodiff/tensor.hpp"
 
 #include <cmath>
+#include <cstring>
 #include <ostream>
 
+#include "autodiff/pool.hpp"
 #include "autodiff/tape.hpp"
 
 namespace tapegrad {
 
 // ---- Tensor members ----
 
+namespace {
+std::shared_ptr<TensorImpl> new_impl() { return std::allocate_shared<TensorImpl>(detail::PoolAllocator<TensorImpl>()); }
+}  // namespace
+
 Tensor Tensor::empty(const Shape& shape, DType dtype) {
-  auto impl = std::make_shared<TensorImpl>();
+  auto impl = new_impl();
   impl->shape = shape;
   impl->dtype = dtype;
   const auto bytes = static_cast<std::size_t>(shape.numel()) * dtype_size(dtype);
-  if (bytes > 0) {
+  if (bytes <= TensorImpl::kInlineBytes) {
+    impl->data = impl->inline_data;
+  } else {
     // One block of doubles: 8-byte aligned for every dtype, no value initialisation.
-    auto block = std::make_shared_for_overwrite<double[]>((bytes + 7) / 8);
+    auto block = std::allocate_shared_for_overwrite<double[]>(detail::PoolAllocator<double>(), (bytes + 7) / 8);
     impl->data = block.get();
     impl->storage = std::shared_ptr<void>(std::move(block), impl->data);
   }
   return Tensor(std::move(impl));
 }
 
-TensorImpl& Tensor::impl() const {
-  if (!impl_) throw InvalidArgument("tensor: this Tensor is undefined (default-constructed or an absent gradient)");
-  return *impl_;
+std::shared_ptr<void> Tensor::storage_ref() const {
+  const TensorImpl& t = impl();
+  if (t.storage) return t.storage;
+  return std::shared_ptr<void>(impl_, t.data);  // inline: the impl owns the bytes
+}
+
+Tensor Tensor::alias(const Shape& shape) const {
+  const TensorImpl& s = impl();
+  if (shape.numel() != s.shape.numel())
+    throw InvalidArgument(fmt::format("alias: shape {} has {} elements but the tensor has {} (shape {})", shape,
+                                      shape.numel(), s.shape.numel(), s.shape));
+  auto v = new_impl();
+  v->storage = storage_ref();
+  v->data = s.data;
+  v->shape = shape;
+  v->dtype = s.dtype;
+  return Tensor(std::move(v));
+}
+
+void Tensor::throw_undefined() {
+  throw InvalidArgument("tensor: this Tensor is undefined (default-constructed or an absent gradient)");
 }
 
 std::int64_t Tensor::size(int d) const {
@@ -71,15 +97,7 @@ void Tensor::throw_bad_access(DType asked) const {
                                     dtype_name(asked), dtype_name(impl().dtype), dtype_name(asked)));
 }
 
-Tensor Tensor::detach() const {
-  const TensorImpl& s = impl();
-  auto d = std::make_shared<TensorImpl>();
-  d->storage = s.storage;
-  d->data = s.data;
-  d->shape = s.shape;
-  d->dtype = s.dtype;
-  return Tensor(std::move(d));
-}
+Tensor Tensor::detach() const { return alias(shape()); }
 
 Tensor Tensor::contiguous_copy_detached() const {
   Tensor out = Tensor::empty(shape(), dtype());

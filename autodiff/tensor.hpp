@@ -25,8 +25,10 @@
 namespace tapegrad {
 
 struct TensorImpl {
-  std::shared_ptr<void> storage;  // owns the bytes; shared by views
-  void* data = nullptr;           // first element
+  static constexpr std::size_t kInlineBytes = 32;
+  std::shared_ptr<void> storage;  // owns the bytes when they live outside this impl; shared by views
+  void* data = nullptr;           // first element: inline_data or storage
+  alignas(16) unsigned char inline_data[kInlineBytes];  // values of up to 32 bytes live here
   Shape shape;
   DType dtype = DType::Float32;
   bool requires_grad = false;
@@ -86,7 +88,17 @@ class Tensor {
     return {mutable_data<T>(), static_cast<Eigen::Index>(numel())};
   }
 
-  TensorImpl& impl() const;
+  // A new handle on the same storage with another shape of the same numel, no graph: the
+  // building block of views (reshape, squeeze, detach). Keeps the storage alive.
+  Tensor alias(const Shape& shape) const;
+  // Owning pointer to this tensor's bytes (aliases the impl itself for inline values).
+  std::shared_ptr<void> storage_ref() const;
+
+  TensorImpl& impl() const {
+    if (!impl_) [[unlikely]]
+      throw_undefined();
+    return *impl_;
+  }
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
   bool same(const Tensor& other) const { return impl_ == other.impl_; }
 
@@ -95,6 +107,7 @@ class Tensor {
     if (dtype_of<T>() != impl().dtype) throw_bad_access(dtype_of<T>());
   }
   [[noreturn]] void throw_bad_access(DType asked) const;
+  [[noreturn]] static void throw_undefined();
   std::shared_ptr<TensorImpl> impl_;
 };
 

@@ -107,8 +107,6 @@ void check_domain(const char* op, const Tensor& x, Bad bad, const char* expected
   });
 }
 
-bool grad_needed(const Tensor& t) { return t.requires_grad(); }
-
 }  // namespace
 
 // ---- broadcasting ----
@@ -156,16 +154,18 @@ Tensor sum_to_size(const Tensor& x, const Shape& shape) {
 
 Tensor add(const Tensor& a, const Tensor& b) {
   Tensor out = float_binary("add", a, b, [](auto x, auto y) { return x + y; });
-  record("add", {a, b}, out, [sa = a.shape(), sb = b.shape()](const Tensor& g, const Tensor&) {
-    return Grads{sum_to_size(g, sa), sum_to_size(g, sb)};
+  record("add", {a, b}, out, [a, b](const Tensor& g, const Tensor&) {
+    return Grads{a.requires_grad() ? sum_to_size(g, a.shape()) : Tensor(),
+                 b.requires_grad() ? sum_to_size(g, b.shape()) : Tensor()};
   });
   return out;
 }
 
 Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor out = float_binary("sub", a, b, [](auto x, auto y) { return x - y; });
-  record("sub", {a, b}, out, [sa = a.shape(), sb = b.shape(), nb = grad_needed(b)](const Tensor& g, const Tensor&) {
-    return Grads{sum_to_size(g, sa), nb ? sum_to_size(neg(g), sb) : Tensor()};
+  record("sub", {a, b}, out, [a, b](const Tensor& g, const Tensor&) {
+    return Grads{a.requires_grad() ? sum_to_size(g, a.shape()) : Tensor(),
+                 b.requires_grad() ? sum_to_size(neg(g), b.shape()) : Tensor()};
   });
   return out;
 }
@@ -384,9 +384,10 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
             po[i] = pc[oc] ? pa[oa] : pb[ob];
           }
   });
-  record("where", {a, b}, out, [cond, sa = a.shape(), sb = b.shape()](const Tensor& g, const Tensor&) {
+  record("where", {a, b}, out, [cond, a, b](const Tensor& g, const Tensor&) {
     const Tensor zero = scalar_like(g, 0.0);
-    return Grads{sum_to_size(where(cond, g, zero), sa), sum_to_size(where(cond, zero, g), sb)};
+    return Grads{a.requires_grad() ? sum_to_size(where(cond, g, zero), a.shape()) : Tensor(),
+                 b.requires_grad() ? sum_to_size(where(cond, zero, g), b.shape()) : Tensor()};
   });
   return out;
 }

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: MIT
+#include "autodiff/pool.hpp"
+
+#include <array>
+
+namespace tapegrad::detail {
+
+namespace {
+
+constexpr std::size_t kClasses = kPoolMaxBytes / kPoolGranule;
+constexpr std::size_t kMaxFree = 8192;  // blocks kept per size class and thread
+
+struct FreeBlock {
+  FreeBlock* next;
+};
+
+struct Pools {
+  std::array<FreeBlock*, kClasses> head{};
+  std::array<std::size_t, kClasses> count{};
+  ~Pools();
+};
+
+// 0 before the pools exist, 1 while they live, 2 after this thread destroyed them. An int is
+// trivially destructible, so it can still be read while (and after) thread-local destructors run:
+// a block freed that late (a static tensor, or a thread_local destroyed after the pools) goes
+// straight back to operator delete.
+thread_local int pools_state = 0;
+
+Pools* pools() {
+  if (pools_state == 2) return nullptr;
+  thread_local Pools p;
+  pools_state = 1;
+  return &p;
+}
+
+Pools::~Pools() {
+  pools_state = 2;
+  for (std::size_t c = 0; c < kClasses; ++c) {
+    FreeBlock* b = head[c];
+    while (b) {
+      FreeBlock* next = b->next;
+      ::operator delete(static_cast<void*>(b));
+      b = next;
+    }
+    head[c] = nullptr;
+  }
+}
+
+std::size_t size_class(std::size_t bytes) { return (bytes + kPoolGranule - 1) / kPoolGranule - 1; }
+
+}  // namespace
+
+#ifdef TAPEGRAD_NO_POOL
+// Sanitizer builds: every block goes to malloc so AddressSanitizer sees each use after free.
+void* pool_allocate(std::size_t bytes) { return ::operator new(bytes == 0 ? 1 : bytes); }
+void pool_deallocate(void* ptr, std::size_t) noexcept { ::operator delete(ptr); }
+#else
+void* pool_allocate(std::size_t bytes) {
+  if (bytes == 0 || bytes > kPoolMaxBytes) return ::operator new(bytes == 0 ? 1 : bytes);
+  const std::size_t c = size_class(bytes);
+  Pools* p = pools();
+  if (p)
+    if (FreeBlock* b = p->head[c]) {
+      p->head[c] = b->next;
+      --p->count[c];
+      return b;
+    }
+  return ::operator new((c + 1) * kPoolGranule);
+}
+
+void pool_deallocate(void* ptr, std::size_t bytes) noexcept {
+  if (!ptr) return;
+  if (bytes == 0 || bytes > kPoolMaxBytes || pools_state != 1) {
+    ::operator delete(ptr);
+    return;
+  }
+  const std::size_t c = size_class(bytes);
+  Pools* p = pools();
+  if (p->count[c] >= kMaxFree) {
+    ::operator delete(ptr);
+    return;
+  }
+  auto* b = static_cast<FreeBlock*>(ptr);
+  b->next = p->head[c];
+  p->head[c] = b;
+  ++p->count[c];
+}
+#endif
+
+}  // namespace tapegrad::detail
