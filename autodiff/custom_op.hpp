@@ -14,6 +14,17 @@
 // the output and the upstream gradient g, and returns one gradient per input (shape of that
 // input; an undefined Tensor means zero). Write vjp with tapegrad ops and second derivatives
 // (create_graph, gradgradcheck, hessian) work through the custom op too.
+//
+// Details:
+//   - the op is one node on the tape, labelled `name` (interned); it is recorded only when grad
+//     mode is on and some input requires grad, as for built-in ops
+//   - the output is always a fresh handle (forward may return one of its inputs or a tensor the
+//     caller holds; the result shares that storage but not its graph or requires_grad)
+//   - `out` in vjp is the saved output, safe to use in the VJP (and differentiable under
+//     create_graph); the inputs are kept alive by the node until it is released
+//   - a non-floating output (a mask, indices) is returned without recording
+//   - mistakes throw: empty callables or undefined inputs (InvalidArgument, at the call), a vjp
+//     returning the wrong number of gradients (RuntimeError, at backward, naming the op)
 #include <functional>
 #include <string>
 #include <vector>

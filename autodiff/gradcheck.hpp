@@ -79,7 +79,14 @@ struct GradcheckReport {
 std::ostream& operator<<(std::ostream& os, const GradcheckReport& r);
 
 // One [out.numel(), in.numel()] matrix per input (float64). Inputs that do not require grad get
-// an undefined Tensor. f is evaluated without recording.
+// an undefined Tensor (at least one must require grad). f is evaluated without recording, on
+// perturbed copies (the caller's tensors are never written). The divisor is the step actually
+// taken, (x + eps) - (x - eps) as stored in x's dtype: 2 eps up to rounding, more accurate for
+// large |x| or float32.
+//
+// The single-tensor overloads (UnaryFunction) differentiate with respect to x whether or not it
+// requires grad; the vector overloads differentiate the inputs that require grad and pass the
+// others through unchanged (masks, indices, constants).
 std::vector<Tensor> numerical_jacobian(const Function& f, const std::vector<Tensor>& inputs, double eps = 1e-6);
 // Same layout, by reverse mode: one backward per output element.
 std::vector<Tensor> jacobian(const Function& f, const std::vector<Tensor>& inputs);
@@ -92,6 +99,9 @@ GradcheckReport gradcheck(const UnaryFunction& f, const Tensor& x, const Gradche
 GradcheckReport gradgradcheck(const Function& f, const std::vector<Tensor>& inputs, const GradcheckOptions& options = {});
 GradcheckReport gradgradcheck(const UnaryFunction& f, const Tensor& x, const GradcheckOptions& options = {});
 
+// Reverse-mode passes run on fresh leaves (x.detach()), so the caller's graph and .grad are
+// untouched. An output that does not require grad, or an input it does not use, gives zeros.
+//
 // f must return a single element. hessian is [x.numel(), x.numel()]; hvp(f, x, v) = H v with x's shape.
 Tensor hessian(const UnaryFunction& f, const Tensor& x);
 Tensor hvp(const UnaryFunction& f, const Tensor& x, const Tensor& v);

@@ -5,6 +5,7 @@
 
 namespace tapegrad::detail {
 
+#ifndef TAPEGRAD_NO_POOL
 namespace {
 
 constexpr std::size_t kClasses = kPoolMaxBytes / kPoolGranule;
@@ -50,11 +51,6 @@ std::size_t size_class(std::size_t bytes) { return (bytes + kPoolGranule - 1) / 
 
 }  // namespace
 
-#ifdef TAPEGRAD_NO_POOL
-// Sanitizer builds: every block goes to malloc so AddressSanitizer sees each use after free.
-void* pool_allocate(std::size_t bytes) { return ::operator new(bytes == 0 ? 1 : bytes); }
-void pool_deallocate(void* ptr, std::size_t) noexcept { ::operator delete(ptr); }
-#else
 void* pool_allocate(std::size_t bytes) {
   if (bytes == 0 || bytes > kPoolMaxBytes) return ::operator new(bytes == 0 ? 1 : bytes);
   const std::size_t c = size_class(bytes);
@@ -85,6 +81,11 @@ void pool_deallocate(void* ptr, std::size_t bytes) noexcept {
   p->head[c] = b;
   ++p->count[c];
 }
+
+#else
+// Sanitizer builds: every block goes to malloc so AddressSanitizer sees each use after free.
+void* pool_allocate(std::size_t bytes) { return ::operator new(bytes == 0 ? 1 : bytes); }
+void pool_deallocate(void* ptr, std::size_t) noexcept { ::operator delete(ptr); }
 #endif
 
 }  // namespace tapegrad::detail

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: MIT
+#include "autodiff/custom_op.hpp"
+
+#include <mutex>
+#include <set>
+
+namespace tapegrad {
+
+const char* intern_name(const std::string& name) {
+  // std::set never moves its elements, so the c_str() of an entry stays valid for the life of
+  // the program. Names are few (one per custom op), so the store only grows a little.
+  static std::mutex mutex;
+  static std::set<std::string, std::less<>> names;
+  const std::lock_guard<std::mutex> lock(mutex);
+  return names.insert(name).first->c_str();
+}
+
+Tensor custom_op(const std::string& name, const std::vector<Tensor>& inputs, const CustomForward& forward,
+                 const CustomVjp& vjp) {
+  if (!forward) throw InvalidArgument(fmt::format("custom_op '{}': forward is empty (expected a callable)", name));
+  if (!vjp) throw InvalidArgument(fmt::format("custom_op '{}': vjp is empty (expected a callable)", name));
+  for (std::size_t k = 0; k < inputs.size(); ++k)
+    if (!inputs[k].defined())
+      throw InvalidArgument(fmt::format("custom_op '{}': input {} is an undefined Tensor (expected a tensor with a value)", name, k));
+
+  Tensor value;
+  {
+    NoGradGuard no_grad;  // the forward's own ops are not recorded: the VJP stands for them
+    value = forward(inputs);
+  }
+  if (!value.defined())
+    throw RuntimeError(fmt::format("custom_op '{}': forward returned an undefined Tensor (expected the op's output)", name));
+  // Always a fresh handle (sharing the storage): forward may return one of its inputs, or a
+  // tensor the caller also holds, and recording marks the handle as produced by this op.
+  Tensor out = value.detach();
+  // Non-floating outputs (indices, masks) have no gradient: nothing is recorded, as for
+  // comparisons.
+  if (!is_floating(out.dtype())) return out;
+
+  const char* op = intern_name(name);
+  record(op, inputs, out,
+         [op, inputs, vjp](const Tensor& g, const Tensor& saved_out) {
+           Grads gs = vjp(inputs, saved_out, g);
+           if (gs.size() != inputs.size())
+             throw RuntimeError(fmt::format(
+                 "custom_op '{}': vjp returned {} gradients for {} inputs (expected one per input, in order; an "
+                 "undefined Tensor stands for zero)",
+                 op, gs.size(), inputs.size()));
+           return gs;
+         },
+         /*save_out=*/true);
+  return out;
+}
+
+Tensor custom_op(const std::string& name, const Tensor& x, const std::function<Tensor(const Tensor&)>& forward,
+                 const std::function<Tensor(const Tensor& x, const Tensor& g)>& vjp) {
+  if (!forward) throw InvalidArgument(fmt::format("custom_op '{}': forward is empty (expected a callable)", name));
+  if (!vjp) throw InvalidArgument(fmt::format("custom_op '{}': vjp is empty (expected a callable)", name));
+  return custom_op(
+      name, std::vector<Tensor>{x}, [forward](const std::vector<Tensor>& in) { return forward(in[0]); },
+      [vjp](const std::vector<Tensor>& in, const Tensor&, const Tensor& g) { return Grads{vjp(in[0], g)}; });
+}
+
+}  // namespace tapegrad
