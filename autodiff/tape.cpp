@@ -28,10 +28,7 @@ struct Tape {
 
   void release(Node& n) {
     if (n.released) return;
-    // Move the contents out first: destroying them may destroy tensors, never the tape.
-    Vjp vjp = std::move(n.vjp);
-    InputList inputs = std::move(n.inputs);
-    Tensor saved = std::move(n.saved_out);
+    // Destroying the closure and inputs may free tensors; that never touches the tape.
     n.vjp = nullptr;
     n.inputs.clear();
     n.saved_out = Tensor();
@@ -98,9 +95,9 @@ void check_grad_shape(const Node& n, std::size_t k, const Tensor& g) {
         n.op, g.shape(), dtype_name(g.dtype()), k, in.shape(), dtype_name(in.dtype())));
 }
 
-void accumulate(Tensor& slot, const Tensor& g) {
+void accumulate(Tensor& slot, Tensor g) {
   if (!slot.defined())
-    slot = g;
+    slot = std::move(g);
   else
     slot = add(slot, g);  // recorded when create_graph is on (grad mode is on then)
 }
@@ -236,7 +233,7 @@ std::vector<Tensor> run_backward(Request r) {
         if (!gs[k].defined() || !in.requires_grad()) continue;
         check_grad_shape(node, k, gs[k]);
         if (!in.is_leaf()) {
-          accumulate(slots[static_cast<std::size_t>(in.impl().node_index)], gs[k]);
+          accumulate(slots[static_cast<std::size_t>(in.impl().node_index)], std::move(gs[k]));
         } else if (r.capture) {
           if (Tensor* c = capture_leaf(in.impl())) accumulate(*c, gs[k]);
         } else {
@@ -270,15 +267,18 @@ std::vector<Tensor> run_backward(Request r) {
 
 }  // namespace
 
-void NodeStore::push_back(Node&& n) {
+Node& NodeStore::emplace_back() {
   if (size_ == chunks_.size() * kChunk) chunks_.push_back(std::make_unique<Node[]>(kChunk));
-  (*this)[size_] = std::move(n);
-  ++size_;
+  return (*this)[size_++];
 }
 
 void NodeStore::pop_back() {
-  --size_;
-  (*this)[size_] = Node{};
+  // Slots are reused: clear what holds memory (a released node has nothing else left).
+  Node& n = (*this)[--size_];
+  n.vjp = nullptr;
+  n.inputs.clear();
+  n.saved_out = Tensor();
+  n.out.reset();
 }
 
 void NodeStore::clear() {
@@ -319,7 +319,7 @@ void record_node(const char* op, InputList inputs, Tensor& out, Vjp vjp, bool sa
           "graphs (compute it on this thread, or detach() it to use it as a constant)", op));
   tape.sweep();
 
-  Node n;
+  Node& n = tape.nodes.emplace_back();  // a cleared slot, filled in place
   n.id = tape.new_id();
   n.op = op;
   n.inputs = std::move(inputs);
@@ -327,8 +327,9 @@ void record_node(const char* op, InputList inputs, Tensor& out, Vjp vjp, bool sa
   n.vjp = std::move(vjp);
   n.out_shape = o.shape;
   n.out_dtype = o.dtype;
+  n.released = false;
   o.requires_grad = true;
-  o.node_index = static_cast<std::int64_t>(tape.nodes.size());
+  o.node_index = static_cast<std::int64_t>(tape.nodes.size() - 1);
   o.node_id = n.id;
   if (save_out) {
     // The VJP sees the output as a tensor with the same value and graph position. Large values
@@ -341,7 +342,6 @@ void record_node(const char* op, InputList inputs, Tensor& out, Vjp vjp, bool sa
     s.node_id = o.node_id;
     n.saved_out = std::move(saved);
   }
-  tape.nodes.push_back(std::move(n));
   ++tape.live;
 }
 

@@ -83,7 +83,7 @@ class NodeStore {
   const Node& operator[](std::size_t i) const { return chunks_[i / kChunk][i % kChunk]; }
   Node& back() { return (*this)[size_ - 1]; }
   const Node& back() const { return (*this)[size_ - 1]; }
-  void push_back(Node&& n);
+  Node& emplace_back();  // the next slot, cleared
   void pop_back();
   void clear();
 

@@ -21,4 +21,9 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 //         (then summed over broadcast batch dims); saved: A and B
 Tensor matmul_t(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b);
 
+// torch.nn.functional.linear: y = x W^T + b for x [..., in], weight [out, in] (PyTorch's layout),
+// bias [out] or undefined. Written as matmul_t(x, W, false, true) + b, so W is never transposed
+// in memory; its VJP is that of matmul_t and add (dx = g W, dW = g^T x, db = g summed over rows).
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
 }  // namespace tapegrad

@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 // Reductions, PyTorch names and semantics. `dim` may be negative; keepdim keeps it with size 1.
+// A rank-0 x takes dim 0 or -1 and stays rank 0. sum of an empty tensor is 0; sum of int64/bool
+// gives int64 (counting a mask), without gradient. mean, max, min, argmax, argmin of no elements
+// (an empty x, or a reduced dim of size 0) throw InvalidArgument (PyTorch: NaN for mean, an
+// error for the others). NaN propagates through max/min; argmax/argmin then point at the first NaN.
 #include "autodiff/tensor.hpp"
 
 namespace tapegrad {

@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: MIT
+// Core engine costs, side by side with hand-written Eigen (no autodiff) in the same run:
+//   chain/*   1,000 tiny elementwise ops (y = y * c, y = y + c on one float), forward + backward;
+//             the counter s_per_op is the cost of one op including its share of backward
+//             (printed with an SI prefix: 120n = 120 ns)
+//   mlp/*     float32 MLP step 64 -> 128 (ReLU) -> 10, batch 32, loss = mean(out^2),
+//             forward + backward
+//   memory/*  bytes allocated per training step and bytes left on the tape after backward
+// Run: ./build/bench_core --benchmark_counters_tabular=true
+// Threads: everything here is single-threaded (Eigen is not built with OpenMP here); the thread
+// settings are printed in the context.
+#include <atomic>
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include <Eigen/Dense>
+
+#include "tapegrad.hpp"
+
+#if TAPEGRAD_HAVE_TORCH
+#include <torch/torch.h>
+#endif
+
+using namespace tapegrad;
+
+// ---- allocation counter (for the memory benchmarks) ----
+namespace {
+std::atomic<std::size_t> g_alloc_bytes{0};
+std::atomic<std::size_t> g_alloc_count{0};
+}  // namespace
+// Replacing the global operator new/delete pair with malloc/free is deliberate here.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void* operator new(std::size_t n) {
+  g_alloc_bytes.fetch_add(n, std::memory_order_relaxed);
+  g_alloc_count.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
+
+namespace {
+
+constexpr int kChain = 1000;  // ops per chain (kChain / 2 muls and kChain / 2 adds)
+
+void chain_tapegrad(benchmark::State& state) {
+  Tensor x = tensor({0.5f}).requires_grad_();
+  Tensor c = tensor({1.0001f});
+  for (auto _ : state) {
+    Tensor y = x;
+    for (int i = 0; i < kChain / 2; ++i) {
+      y = y * c;
+      y = y + c;
+    }
+    backward(y);
+    benchmark::DoNotOptimize(x.grad().data<float>());
+    x.zero_grad();
+  }
+  state.counters["s_per_op"] = benchmark::Counter(kChain, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(chain_tapegrad)->Name("chain/tapegrad");
+
+// The same chain by hand: Eigen arrays of one element, intermediates kept for backward.
+void chain_eigen(benchmark::State& state) {
+  using A = Eigen::ArrayXf;
+  A x = A::Constant(1, 0.5f), c = A::Constant(1, 1.0001f);
+  for (auto _ : state) {
+    std::vector<A> ys;
+    ys.reserve(kChain);
+    A y = x;
+    for (int i = 0; i < kChain / 2; ++i) {
+      y = y * c;
+      ys.push_back(y);
+      y = y + c;
+      ys.push_back(y);
+    }
+    A g = A::Ones(1);
+    for (int i = kChain / 2 - 1; i >= 0; --i) g = g * c;  // d(y+c)/dy = 1, d(y*c)/dy = c
+    benchmark::DoNotOptimize(g.data());
+    benchmark::DoNotOptimize(ys.data());
+  }
+  state.counters["s_per_op"] = benchmark::Counter(kChain, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(chain_eigen)->Name("chain/eigen_by_hand");
+
+#if TAPEGRAD_HAVE_TORCH
+void chain_torch(benchmark::State& state) {
+  torch::set_num_threads(1);
+  auto x = torch::full({1}, 0.5f, torch::requires_grad());
+  auto c = torch::full({1}, 1.0001f);
+  for (auto _ : state) {
+    auto y = x;
+    for (int i = 0; i < kChain / 2; ++i) {
+      y = y * c;
+      y = y + c;
+    }
+    y.backward();
+    x.mutable_grad().reset();
+  }
+  state.counters["s_per_op"] = benchmark::Counter(kChain, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(chain_torch)->Name("chain/libtorch");
+#endif
+
+// ---- MLP step 64 -> 128 (ReLU) -> 10, batch 32, float32 ----
+constexpr int kB = 32, kIn = 64, kHidden = 128, kOut = 10;
+
+void mlp_tapegrad(benchmark::State& state) {
+  Generator gen(1);
+  Tensor x = randn({kB, kIn}, gen);
+  Tensor w1 = (randn({kHidden, kIn}, gen) * 0.1).requires_grad_();
+  Tensor b1 = zeros({kHidden}).requires_grad_();
+  Tensor w2 = (randn({kOut, kHidden}, gen) * 0.1).requires_grad_();
+  Tensor b2 = zeros({kOut}).requires_grad_();
+  for (auto _ : state) {
+    Tensor h = relu(linear(x, w1, b1));
+    Tensor out = linear(h, w2, b2);
+    Tensor loss = mean(out * out);
+    backward(loss);
+    benchmark::DoNotOptimize(w1.grad().data<float>());
+    for (Tensor* p : {&w1, &b1, &w2, &b2}) p->zero_grad();
+  }
+}
+BENCHMARK(mlp_tapegrad)->Name("mlp/tapegrad")->Unit(benchmark::kMicrosecond);
+
+void mlp_eigen(benchmark::State& state) {
+  using M = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using V = Eigen::RowVectorXf;
+  Generator gen(1);
+  auto fill = [&](M& m) {
+    for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<float>(gen.normal());
+  };
+  M x(kB, kIn), w1(kHidden, kIn), w2(kOut, kHidden);
+  fill(x);
+  fill(w1);
+  fill(w2);
+  w1 *= 0.1f;
+  w2 *= 0.1f;
+  V b1 = V::Zero(kHidden), b2 = V::Zero(kOut);
+  M h(kB, kHidden), out(kB, kOut), d_out(kB, kOut), d_h(kB, kHidden), dw1(kHidden, kIn), dw2(kOut, kHidden);
+  V db1(kHidden), db2(kOut);
+  for (auto _ : state) {
+    h.noalias() = x * w1.transpose();
+    h.rowwise() += b1;
+    h = h.cwiseMax(0.0f);
+    out.noalias() = h * w2.transpose();
+    out.rowwise() += b2;
+    const float loss = out.squaredNorm() / static_cast<float>(out.size());
+    benchmark::DoNotOptimize(loss);
+    d_out = out * (2.0f / static_cast<float>(out.size()));
+    dw2.noalias() = d_out.transpose() * h;
+    db2 = d_out.colwise().sum();
+    d_h.noalias() = d_out * w2;
+    d_h = (h.array() > 0.0f).select(d_h, 0.0f);
+    dw1.noalias() = d_h.transpose() * x;
+    db1 = d_h.colwise().sum();
+    benchmark::DoNotOptimize(dw1.data());
+    benchmark::DoNotOptimize(db1.data());
+  }
+}
+BENCHMARK(mlp_eigen)->Name("mlp/eigen_by_hand")->Unit(benchmark::kMicrosecond);
+
+#if TAPEGRAD_HAVE_TORCH
+void mlp_torch(benchmark::State& state) {
+  torch::set_num_threads(1);
+  torch::manual_seed(1);
+  auto x = torch::randn({kB, kIn});
+  auto w1 = (torch::randn({kHidden, kIn}) * 0.1).requires_grad_();
+  auto b1 = torch::zeros({kHidden}, torch::requires_grad());
+  auto w2 = (torch::randn({kOut, kHidden}) * 0.1).requires_grad_();
+  auto b2 = torch::zeros({kOut}, torch::requires_grad());
+  for (auto _ : state) {
+    auto h = torch::relu(torch::nn::functional::linear(x, w1, b1));
+    auto out = torch::nn::functional::linear(h, w2, b2);
+    auto loss = (out * out).mean();
+    loss.backward();
+    for (auto* p : {&w1, &b1, &w2, &b2}) p->mutable_grad().reset();
+  }
+}
+BENCHMARK(mlp_torch)->Name("mlp/libtorch")->Unit(benchmark::kMicrosecond);
+#endif
+
+// ---- memory: what one training step allocates, and what the tape keeps afterwards ----
+void memory_training_loop(benchmark::State& state) {
+  Generator gen(1);
+  Tensor x = randn({kB, kIn}, gen);
+  Tensor w1 = (randn({kHidden, kIn}, gen) * 0.1).requires_grad_();
+  Tensor w2 = (randn({kOut, kHidden}, gen) * 0.1).requires_grad_();
+  std::size_t peak_saved = 0;
+  for (auto _ : state) {
+    const std::size_t before = g_alloc_bytes.load();
+    for (int step = 0; step < 100; ++step) {
+      Tensor out = linear(relu(linear(x, w1)), w2);
+      Tensor loss = mean(out * out);
+      peak_saved = std::max(peak_saved, tape_stats().saved_bytes);
+      backward(loss);
+      w1.zero_grad();
+      w2.zero_grad();
+    }
+    state.counters["alloc_bytes_per_step"] = static_cast<double>(g_alloc_bytes.load() - before) / 100.0;
+  }
+  state.counters["tape_peak_saved_bytes"] = static_cast<double>(peak_saved);
+  state.counters["tape_bytes_after"] = static_cast<double>(tape_stats().saved_bytes);
+  state.counters["tape_nodes_after"] = static_cast<double>(tape_size());
+}
+BENCHMARK(memory_training_loop)->Name("memory/100_mlp_steps")->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::AddCustomContext("eigen_threads", std::to_string(Eigen::nbThreads()));
+#if TAPEGRAD_HAVE_TORCH
+  torch::set_num_threads(1);
+  benchmark::AddCustomContext("torch_threads", "1");
+#else
+  benchmark::AddCustomContext("libtorch", "not installed (apt-get install libtorch-dev to compare)");
+#endif
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

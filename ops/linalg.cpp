@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: MIT
+#include "ops/linalg.hpp"
+
+#include <array>
+#include <vector>
+
+#include "autodiff/check.hpp"
+#include "autodiff/tape.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/shape.hpp"
+
+namespace tapegrad {
+
+namespace {
+
+// All dims but the last two (empty for matrices and vectors).
+Shape batch_of(const Shape& s) {
+  Shape b;
+  for (int i = 0; i + 2 < s.rank(); ++i) b.push_back(s[i]);
+  return b;
+}
+
+// Broadcast of two batch shapes; the message shows the full operand shapes.
+Shape broadcast_batch(const char* op, const Shape& a, const Shape& b) {
+  const Shape ba = batch_of(a);
+  const Shape bb = batch_of(b);
+  const int r = std::max(ba.rank(), bb.rank());
+  Shape out;
+  for (int i = 0; i < r; ++i) out.push_back(1);
+  for (int i = 1; i <= r; ++i) {
+    const std::int64_t sa = i <= ba.rank() ? ba[ba.rank() - i] : 1;
+    const std::int64_t sb = i <= bb.rank() ? bb[bb.rank() - i] : 1;
+    if (sa != sb && sa != 1 && sb != 1)
+      throw InvalidArgument(fmt::format("{}: a {} and b {} have batch dims {} and {} that do not broadcast (batch dim {}: "
+                                        "{} vs {}; sizes must match or one must be 1)",
+                                        op, a, b, ba, bb, -i, sa, sb));
+    out[r - i] = sa == 1 ? sb : sa;
+  }
+  return out;
+}
+
+// For every flat index of out_batch, the index of the matching matrix of an operand whose batch
+// shape is in_batch (broadcast: size-1 and missing dims repeat).
+std::vector<std::int64_t> batch_offsets(const Shape& in_batch, const Shape& out_batch) {
+  const auto cs = contiguous_strides(in_batch);
+  const int r = out_batch.rank();
+  std::array<std::int64_t, kMaxRank> st{};
+  const int off = r - in_batch.rank();
+  for (int k = 0; k < in_batch.rank(); ++k)
+    st[static_cast<std::size_t>(off + k)] = in_batch[k] == 1 ? 0 : cs[static_cast<std::size_t>(k)];
+  std::vector<std::int64_t> offs(static_cast<std::size_t>(out_batch.numel()));
+  std::array<std::int64_t, kMaxRank> idx{};
+  for (auto& o : offs) {
+    o = 0;
+    for (int k = 0; k < r; ++k) o += idx[static_cast<std::size_t>(k)] * st[static_cast<std::size_t>(k)];
+    for (int k = r - 1; k >= 0; --k) {
+      if (++idx[static_cast<std::size_t>(k)] < out_batch[k]) break;
+      idx[static_cast<std::size_t>(k)] = 0;
+    }
+  }
+  return offs;
+}
+
+// C = op(A) op(B) for row-major A [a_rows, a_cols], B [b_rows, b_cols]; inner size k > 0.
+template <class T>
+void gemm(const T* pa, const T* pb, T* pc, Eigen::Index a_rows, Eigen::Index a_cols, Eigen::Index b_rows,
+          Eigen::Index b_cols, bool ta, bool tb) {
+  using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const Eigen::Map<const Mat> A(pa, a_rows, a_cols);
+  const Eigen::Map<const Mat> B(pb, b_rows, b_cols);
+  Eigen::Map<Mat> C(pc, ta ? a_cols : a_rows, tb ? b_rows : b_cols);
+  if (!ta && !tb)
+    C.noalias() = A * B;
+  else if (!ta && tb)
+    C.noalias() = A * B.transpose();
+  else if (ta && !tb)
+    C.noalias() = A.transpose() * B;
+  else
+    C.noalias() = A.transpose() * B.transpose();
+}
+
+Tensor reshape_to(const Tensor& x, const Shape& s) { return reshape(x, s.to_vector()); }
+
+// The batched product behind matmul and matmul_t, on validated operands of rank >= 2.
+//   forward   C[b] = op_a(A[b_a]) op_b(B[b_b]), batch indices broadcast; one GEMM per batch, or a
+//             single GEMM with A's batch folded into its rows when B has no batch and A is not
+//             transposed (the [batch, n, k] @ [k, m] of a linear layer)
+//   vjp       dA = ta ? op_b(B) g^T : g op_b(B)^T          dB = tb ? g^T op_a(A) : op_a(A)^T g
+//             each summed over the batch dims its operand broadcast (sum_to_size); when B has no
+//             batch and A is not transposed, dB is one GEMM over the folded rows instead
+//   saved     A and B
+Tensor mm_impl(const char* op, const Tensor& a, const Tensor& b, bool ta, bool tb) {
+  const Shape& sa = a.shape();
+  const Shape& sb = b.shape();
+  const std::int64_t a_rows = sa[sa.rank() - 2], a_cols = sa[sa.rank() - 1];
+  const std::int64_t b_rows = sb[sb.rank() - 2], b_cols = sb[sb.rank() - 1];
+  const std::int64_t n = ta ? a_cols : a_rows;
+  const std::int64_t k = ta ? a_rows : a_cols;
+  const std::int64_t m = tb ? b_rows : b_cols;
+  const Shape batch_a = batch_of(sa);
+  const Shape batch_b = batch_of(sb);
+  Shape out_shape = broadcast_batch(op, sa, sb);
+  const Shape batch = out_shape;
+  out_shape.push_back(n);
+  out_shape.push_back(m);
+  Tensor out = Tensor::empty(out_shape, a.dtype());
+  // B shared by every batch and A's rows contiguous: fold A's batch into rows.
+  const bool fold = batch_b.numel() == 1 && !ta;
+  if (out.numel() > 0) {
+    dispatch_float(a.dtype(), [&]<class T>() {
+      T* po = out.mutable_data<T>();
+      if (k == 0) {
+        out.mutable_array<T>().setZero();
+      } else if (fold) {
+        gemm<T>(a.data<T>(), b.data<T>(), po, batch_a.numel() * a_rows, a_cols, b_rows, b_cols, false, tb);
+      } else {
+        const auto oa = batch_offsets(batch_a, batch);
+        const auto ob = batch_offsets(batch_b, batch);
+        const T* pa = a.data<T>();
+        const T* pb = b.data<T>();
+        for (std::size_t i = 0; i < oa.size(); ++i)
+          gemm<T>(pa + oa[i] * a_rows * a_cols, pb + ob[i] * b_rows * b_cols, po + static_cast<std::int64_t>(i) * n * m,
+                  a_rows, a_cols, b_rows, b_cols, ta, tb);
+      }
+    });
+  }
+  const bool fold_db = fold && batch.numel() > 1;
+  record(op, {a, b}, out, [a, b, ta, tb, fold_db, rows = batch_a.numel() * a_rows, m](const Tensor& g, const Tensor&) {
+    Tensor da, db;
+    if (a.requires_grad()) {
+      da = ta ? mm_impl("matmul_t", b, g, tb, true) : mm_impl("matmul_t", g, b, false, !tb);
+      da = sum_to_size(da, a.shape());
+    }
+    if (b.requires_grad()) {
+      if (fold_db) {
+        // Sum over the batch of A[i]^T g[i] = A_rows^T g_rows with the batch folded into rows.
+        const Tensor af = reshape(a, {rows, a.size(-1)});
+        const Tensor gf = reshape(g, {rows, m});
+        db = reshape_to(tb ? mm_impl("matmul_t", gf, af, true, false) : mm_impl("matmul_t", af, gf, true, false),
+                        b.shape());
+      } else {
+        db = tb ? mm_impl("matmul_t", g, a, true, ta) : mm_impl("matmul_t", a, g, !ta, false);
+        db = sum_to_size(db, b.shape());
+      }
+    }
+    return Grads{da, db};
+  });
+  return out;
+}
+
+void check_operands(const char* op, const Tensor& a, const Tensor& b) {
+  check_floating(op, "a", a);
+  check_floating(op, "b", b);
+  check_same_dtype(op, "a", a, "b", b);
+}
+
+}  // namespace
+
+// matmul (torch.matmul): vectors are promoted to matrices ([k] -> [1, k] on the left, [k, 1] on
+// the right), multiplied as batched matrices, and the added dims removed again; the promotions
+// are recorded views, so the VJP is mm_impl's.
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  check_operands("matmul", a, b);
+  if (a.dim() == 0 || b.dim() == 0)
+    throw InvalidArgument(fmt::format("matmul: a {} and b {}: both arguments need at least 1 dim, but {} is 0-dimensional "
+                                      "(use mul to multiply by a scalar)",
+                                      a.shape(), b.shape(), a.dim() == 0 ? "a" : "b"));
+  const std::int64_t ka = a.size(-1);
+  const std::int64_t kb = b.dim() == 1 ? b.size(0) : b.size(-2);
+  if (ka != kb)
+    throw InvalidArgument(fmt::format("matmul: a {} and b {} have mismatched inner dims (a.size(-1) = {}, b.size({}) = {}; "
+                                      "expected equal)",
+                                      a.shape(), b.shape(), ka, b.dim() == 1 ? 0 : -2, kb));
+  if (a.dim() >= 2 && b.dim() >= 2) return mm_impl("matmul", a, b, false, false);
+  const Tensor a2 = a.dim() == 1 ? reshape(a, {1, ka}) : a;
+  const Tensor b2 = b.dim() == 1 ? reshape(b, {kb, 1}) : b;
+  Shape s = batch_of(a2.dim() >= b2.dim() ? a2.shape() : b2.shape());
+  if (a.dim() > 1) s.push_back(a.size(-2));
+  if (b.dim() > 1) s.push_back(b.size(-1));
+  return reshape_to(mm_impl("matmul", a2, b2, false, false), s);
+}
+
+Tensor matmul_t(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {
+  check_operands("matmul_t", a, b);
+  if (a.dim() < 2 || b.dim() < 2)
+    throw InvalidArgument(fmt::format("matmul_t: a {} and b {}: both need at least 2 dims, but {} has {} (use matmul or "
+                                      "reshape for vectors)",
+                                      a.shape(), b.shape(), a.dim() < 2 ? "a" : "b", a.dim() < 2 ? a.dim() : b.dim()));
+  const std::int64_t ka = transpose_a ? a.size(-2) : a.size(-1);
+  const std::int64_t kb = transpose_b ? b.size(-1) : b.size(-2);
+  if (ka != kb)
+    throw InvalidArgument(fmt::format("matmul_t: a {} (transpose_a = {}) and b {} (transpose_b = {}) have mismatched inner "
+                                      "dims (op(a).size(-1) = {}, op(b).size(-2) = {}; expected equal)",
+                                      a.shape(), transpose_a, b.shape(), transpose_b, ka, kb));
+  return mm_impl("matmul_t", a, b, transpose_a, transpose_b);
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_floating("linear", "x", x);
+  check_floating("linear", "weight", weight);
+  check_same_dtype("linear", "x", x, "weight", weight);
+  if (weight.dim() != 2)
+    throw InvalidArgument(fmt::format("linear: weight has shape {}; expected 2 dims [out_features, in_features]",
+                                      weight.shape()));
+  if (x.dim() < 1 || x.size(-1) != weight.size(1))
+    throw InvalidArgument(fmt::format("linear: x of shape {} and weight of shape {} do not fit (expected x.size(-1) = "
+                                      "in_features = {})", x.shape(), weight.shape(), weight.size(1)));
+  if (bias.defined()) {
+    check_same_dtype("linear", "x", x, "bias", bias);
+    if (bias.shape() != Shape{weight.size(0)})
+      throw InvalidArgument(fmt::format("linear: bias has shape {}; expected [{}] (out_features of weight {})",
+                                        bias.shape(), weight.size(0), weight.shape()));
+  }
+  Tensor y = x.dim() == 1 ? reshape(matmul_t(reshape(x, {1, x.size(0)}), weight, false, true), {weight.size(0)})
+                          : matmul_t(x, weight, false, true);
+  return bias.defined() ? add(y, bias) : y;
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,447 @@
+// SPDX-License-Identifier: MIT
+#include "ops/shape.hpp"
+
+#include <cstring>
+#include <limits>
+
+#include "autodiff/check.hpp"
+#include "autodiff/tape.hpp"
+#include "ops/elementwise.hpp"
+
+namespace tapegrad {
+
+namespace {
+
+// A new handle on x's storage with another shape (same numel), no graph: what every view returns.
+Tensor make_view(const Tensor& x, const Shape& shape) { return x.alias(shape); }
+
+Tensor reshape_to(const Tensor& g, const Shape& shape) { return reshape(g, shape.to_vector()); }
+
+// Views differ only in how they compute the new shape; all of them are
+//   forward   out = x's storage seen with another shape      vjp   dx = reshape(g, x.shape)
+//   saved     x's shape only
+Tensor view_op(const char* op, const Tensor& x, const Shape& shape) {
+  Tensor out = make_view(x, shape);
+  record(op, {x}, out, [in = x.shape()](const Tensor& g, const Tensor&) { return Grads{reshape_to(g, in)}; });
+  return out;
+}
+
+std::string sizes_str(const std::vector<std::int64_t>& v) { return fmt::format("[{}]", fmt::join(v, ", ")); }
+
+// The shape `sizes` asks for, with one -1 inferred from x.numel().
+Shape infer_shape(const char* op, const Tensor& x, const std::vector<std::int64_t>& sizes) {
+  if (sizes.size() > static_cast<std::size_t>(kMaxRank))
+    throw InvalidArgument(fmt::format("{}: shape {} has {} dims; tapegrad tensors have rank 0 to {}", op,
+                                      sizes_str(sizes), sizes.size(), kMaxRank));
+  int infer = -1;
+  std::int64_t known = 1;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    const std::int64_t s = sizes[i];
+    if (s == -1) {
+      if (infer >= 0)
+        throw InvalidArgument(fmt::format("{}: shape {} has -1 at dims {} and {}; only one size can be inferred", op,
+                                          sizes_str(sizes), infer, i));
+      infer = static_cast<int>(i);
+    } else if (s < 0) {
+      throw InvalidArgument(fmt::format("{}: shape {} has size {} at dim {} (expected sizes >= 0, or -1 once to infer one)",
+                                        op, sizes_str(sizes), s, i));
+    } else {
+      if (s != 0 && known > std::numeric_limits<std::int64_t>::max() / s)
+        throw InvalidArgument(fmt::format("{}: shape {} has more elements than fit in int64", op, sizes_str(sizes)));
+      known *= s;
+    }
+  }
+  std::vector<std::int64_t> out = sizes;
+  if (infer >= 0) {
+    if (known == 0)
+      throw InvalidArgument(fmt::format("{}: cannot infer the -1 in shape {} for x of shape {}: the other sizes hold 0 "
+                                        "elements, so any size would fit (give every size explicitly)",
+                                        op, sizes_str(sizes), x.shape()));
+    if (x.numel() % known != 0)
+      throw InvalidArgument(fmt::format("{}: x of shape {} ({} elements) cannot be viewed as {}: {} is not a multiple of {}",
+                                        op, x.shape(), x.numel(), sizes_str(sizes), x.numel(), known));
+    out[static_cast<std::size_t>(infer)] = x.numel() / known;
+  } else if (known != x.numel()) {
+    throw InvalidArgument(fmt::format("{}: x of shape {} ({} elements) cannot be viewed as {} ({} elements); the number "
+                                      "of elements must stay the same",
+                                      op, x.shape(), x.numel(), sizes_str(sizes), known));
+  }
+  return Shape(out);
+}
+
+// x seen as [outer, size, inner] around dim (a rank-0 x is [1, 1, 1]).
+struct Split {
+  std::int64_t outer = 1, size = 1, inner = 1;
+};
+Split split_at(const Shape& s, int dim) {
+  Split r;
+  if (s.rank() == 0) return r;
+  for (int i = 0; i < dim; ++i) r.outer *= s[i];
+  r.size = s[dim];
+  for (int i = dim + 1; i < s.rank(); ++i) r.inner *= s[i];
+  return r;
+}
+
+// out[o, j, i] = x[o, pos[j], i] along dim; pos already validated. Any dtype (bytes are copied).
+Tensor gather_along(const Tensor& x, int dim, const std::vector<std::int64_t>& pos) {
+  Shape os = x.shape();
+  os[dim] = static_cast<std::int64_t>(pos.size());
+  Tensor out = Tensor::empty(os, x.dtype());
+  if (out.numel() == 0) return out;
+  const Split sp = split_at(x.shape(), dim);
+  const auto es = dtype_size(x.dtype());
+  const auto row = static_cast<std::size_t>(sp.inner) * es;
+  const auto* px = static_cast<const unsigned char*>(x.impl().data);
+  auto* po = static_cast<unsigned char*>(out.impl().data);
+  const auto n = static_cast<std::int64_t>(pos.size());
+  for (std::int64_t o = 0; o < sp.outer; ++o)
+    for (std::int64_t j = 0; j < n; ++j)
+      std::memcpy(po + static_cast<std::size_t>(o * n + j) * row,
+                  px + static_cast<std::size_t>(o * sp.size + pos[static_cast<std::size_t>(j)]) * row, row);
+  return out;
+}
+
+std::vector<std::int64_t> index_values(const Tensor& index) {
+  const auto* p = index.data<std::int64_t>();
+  return std::vector<std::int64_t>(p, p + index.numel());
+}
+
+Tensor index_tensor(const std::vector<std::int64_t>& pos) {
+  return from_vector(pos, Shape{static_cast<std::int64_t>(pos.size())});
+}
+
+// Checks index is a 1-D int64 tensor whose values are in [0, size(dim)) and returns them.
+std::vector<std::int64_t> checked_index(const char* op, const Tensor& x, int dim, const Tensor& index) {
+  check_defined(op, "index", index);
+  if (index.dtype() != kInt64)
+    throw InvalidArgument(fmt::format("{}: index has dtype {} (shape {}); expected int64 positions "
+                                      "(from_vector(std::vector<std::int64_t>{{...}}, {{n}}))",
+                                      op, dtype_name(index.dtype()), index.shape()));
+  if (index.dim() != 1)
+    throw InvalidArgument(fmt::format("{}: index has shape {} (rank {}); expected a 1-D tensor of positions", op,
+                                      index.shape(), index.dim()));
+  std::vector<std::int64_t> pos = index_values(index);
+  const std::int64_t size = x.shape()[dim];
+  for (std::size_t j = 0; j < pos.size(); ++j)
+    if (pos[j] < 0 || pos[j] >= size)
+      throw InvalidArgument(fmt::format("{}: index[{}] = {} is out of range for dim {} of x with shape {} (expected 0 <= "
+                                        "index < {})",
+                                        op, j, pos[j], dim, x.shape(), size));
+  return pos;
+}
+
+void check_has_dims(const char* op, const char* name, const Tensor& x) {
+  check_defined(op, name, x);
+  if (x.dim() == 0)
+    throw InvalidArgument(fmt::format("{}: {} is 0-dimensional (shape []); expected at least 1 dim (reshape it to [1])",
+                                      op, name));
+}
+
+// slice and narrow: positions start, start + step, ... (< end) along dim, all in range.
+//   forward   out[.., j, ..] = x[.., start + j step, ..]
+//   vjp       dx = index_add(zeros(x.shape), dim, positions, g)      saved: positions
+Tensor slice_positions(const char* op, const Tensor& x, int dim, std::int64_t start, std::int64_t len,
+                       std::int64_t step) {
+  std::vector<std::int64_t> pos(static_cast<std::size_t>(len));
+  for (std::int64_t j = 0; j < len; ++j) pos[static_cast<std::size_t>(j)] = start + j * step;
+  Tensor out = gather_along(x, dim, pos);
+  record(op, {x}, out, [pos, dim, in = x.shape()](const Tensor& g, const Tensor&) {
+    return Grads{index_add(zeros(in, g.dtype()), dim, index_tensor(pos), g)};
+  });
+  return out;
+}
+
+// Copies a (rank <= 4) into a new tensor with its dims permuted: out.shape[k] = x.shape[dims[k]].
+Tensor permute_copy(const Tensor& x, const std::vector<int>& dims) {
+  Shape os;
+  for (int d : dims) os.push_back(x.shape()[d]);
+  Tensor out = Tensor::empty(os, x.dtype());
+  if (out.numel() == 0) return out;
+  const auto cs = contiguous_strides(x.shape());
+  std::array<std::int64_t, kMaxRank> n{1, 1, 1, 1};
+  std::array<std::int64_t, kMaxRank> st{0, 0, 0, 0};
+  const int off = kMaxRank - os.rank();
+  for (int k = 0; k < os.rank(); ++k) {
+    n[static_cast<std::size_t>(off + k)] = os[k];
+    st[static_cast<std::size_t>(off + k)] = cs[static_cast<std::size_t>(dims[static_cast<std::size_t>(k)])];
+  }
+  dispatch_all(x.dtype(), [&]<class T>() {
+    const T* px = x.data<T>();
+    T* po = out.mutable_data<T>();
+    std::int64_t i = 0;
+    for (std::int64_t i0 = 0; i0 < n[0]; ++i0)
+      for (std::int64_t i1 = 0; i1 < n[1]; ++i1)
+        for (std::int64_t i2 = 0; i2 < n[2]; ++i2) {
+          const std::int64_t base = i0 * st[0] + i1 * st[1] + i2 * st[2];
+          for (std::int64_t i3 = 0; i3 < n[3]; ++i3) po[i++] = px[base + i3 * st[3]];
+        }
+  });
+  return out;
+}
+
+}  // namespace
+
+// ---- views ----
+
+Tensor reshape(const Tensor& x, const std::vector<std::int64_t>& shape) {
+  check_defined("reshape", "x", x);
+  return view_op("reshape", x, infer_shape("reshape", x, shape));
+}
+
+Tensor view(const Tensor& x, const std::vector<std::int64_t>& shape) {
+  check_defined("view", "x", x);
+  return view_op("view", x, infer_shape("view", x, shape));
+}
+
+// flatten: dims start_dim..end_dim merged into one; a rank-0 x becomes [1] (as PyTorch).
+Tensor flatten(const Tensor& x, int start_dim, int end_dim) {
+  check_defined("flatten", "x", x);
+  const int s = check_dim("flatten", "x", x, start_dim);
+  const int e = check_dim("flatten", "x", x, end_dim);
+  if (x.dim() == 0) return view_op("flatten", x, Shape{1});
+  if (s > e)
+    throw InvalidArgument(fmt::format("flatten: start_dim {} comes after end_dim {} for x of shape {} (dims {} > {}); "
+                                      "expected start_dim <= end_dim",
+                                      start_dim, end_dim, x.shape(), s, e));
+  Shape out;
+  std::int64_t merged = 1;
+  for (int i = 0; i < x.dim(); ++i) {
+    if (i < s || i > e) {
+      out.push_back(x.shape()[i]);
+    } else {
+      merged *= x.shape()[i];
+      if (i == e) out.push_back(merged);
+    }
+  }
+  return view_op("flatten", x, out);
+}
+
+Tensor unsqueeze(const Tensor& x, int dim) {
+  const int d = check_insert_dim("unsqueeze", "x", x, dim);
+  if (x.dim() >= kMaxRank)
+    throw InvalidArgument(fmt::format("unsqueeze: x of shape {} has rank {} already; tapegrad tensors have at most {} dims",
+                                      x.shape(), x.dim(), kMaxRank));
+  Shape s = x.shape();
+  s.insert(d, 1);
+  return view_op("unsqueeze", x, s);
+}
+
+Tensor squeeze(const Tensor& x) {
+  check_defined("squeeze", "x", x);
+  Shape s;
+  for (std::int64_t n : x.shape())
+    if (n != 1) s.push_back(n);
+  return view_op("squeeze", x, s);
+}
+
+Tensor squeeze(const Tensor& x, int dim) {
+  const int d = check_dim("squeeze", "x", x, dim);
+  Shape s = x.shape();
+  if (s.rank() > 0 && s[d] == 1) s.erase(d);
+  return view_op("squeeze", x, s);
+}
+
+// ---- copies ----
+
+// transpose: out = x with dims dim0 and dim1 swapped (a copy; tensors are always contiguous).
+//   vjp  dx = transpose(g, dim0, dim1)
+Tensor transpose(const Tensor& x, int dim0, int dim1) {
+  const int d0 = check_dim("transpose", "x", x, dim0);
+  const int d1 = check_dim("transpose", "x", x, dim1);
+  std::vector<int> perm;
+  for (int i = 0; i < x.dim(); ++i) perm.push_back(i);
+  if (x.dim() > 0) std::swap(perm[static_cast<std::size_t>(d0)], perm[static_cast<std::size_t>(d1)]);
+  Tensor out = permute_copy(x, perm);
+  record("transpose", {x}, out, [d0, d1](const Tensor& g, const Tensor&) { return Grads{transpose(g, d0, d1)}; });
+  return out;
+}
+
+// permute: out.shape[k] = x.shape[dims[k]].   vjp  dx = permute(g, inverse(dims))
+Tensor permute(const Tensor& x, const std::vector<int>& dims) {
+  check_defined("permute", "x", x);
+  if (static_cast<int>(dims.size()) != x.dim())
+    throw InvalidArgument(fmt::format("permute: dims [{}] has {} entries but x of shape {} has {} dims (expected one entry "
+                                      "per dim)",
+                                      fmt::join(dims, ", "), dims.size(), x.shape(), x.dim()));
+  std::vector<int> perm(dims.size());
+  std::vector<int> inverse(dims.size(), -1);
+  for (std::size_t k = 0; k < dims.size(); ++k) {
+    const int d = check_dim("permute", "x", x, dims[k]);
+    if (inverse[static_cast<std::size_t>(d)] >= 0)
+      throw InvalidArgument(fmt::format("permute: dims [{}] names dim {} twice; expected a permutation of 0..{}",
+                                        fmt::join(dims, ", "), d, x.dim() - 1));
+    perm[k] = d;
+    inverse[static_cast<std::size_t>(d)] = static_cast<int>(k);
+  }
+  Tensor out = permute_copy(x, perm);
+  record("permute", {x}, out, [inverse](const Tensor& g, const Tensor&) { return Grads{permute(g, inverse)}; });
+  return out;
+}
+
+// slice: Python's x[start:end:step] along dim. Negative start/end count from the end, both are
+// clamped to [0, size]; an empty range gives size 0. step must be positive (as in PyTorch).
+Tensor slice(const Tensor& x, int dim, std::int64_t start, std::int64_t end, std::int64_t step) {
+  check_has_dims("slice", "x", x);
+  const int d = check_dim("slice", "x", x, dim);
+  if (step <= 0)
+    throw InvalidArgument(fmt::format("slice: step {} for x of shape {}; expected step > 0 (negative steps are not "
+                                      "supported, as in PyTorch)",
+                                      step, x.shape()));
+  const std::int64_t size = x.shape()[d];
+  auto clamp_index = [size](std::int64_t i) {
+    if (i < 0) i = i < -size ? 0 : i + size;
+    return i > size ? size : i;
+  };
+  const std::int64_t b = clamp_index(start);
+  const std::int64_t e = clamp_index(end);
+  const std::int64_t len = e > b ? (e - b - 1) / step + 1 : 0;
+  return slice_positions("slice", x, d, b, len, step);
+}
+
+// narrow(x, dim, start, length) = x[start:start+length] along dim; unlike slice the range must
+// fit (start may be negative, counting from the end).
+Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length) {
+  check_has_dims("narrow", "x", x);
+  const int d = check_dim("narrow", "x", x, dim);
+  const std::int64_t size = x.shape()[d];
+  if (start < -size || start > size)
+    throw InvalidArgument(fmt::format("narrow: start {} is out of range for dim {} of x with shape {} (expected {} <= "
+                                      "start <= {})",
+                                      start, d, x.shape(), -size, size));
+  if (start < 0) start += size;
+  if (length < 0 || length > size - start)
+    throw InvalidArgument(fmt::format("narrow: length {} from start {} does not fit in dim {} of x with shape {} "
+                                      "(expected 0 <= length <= {})",
+                                      length, start, d, x.shape(), size - start));
+  return slice_positions("narrow", x, d, start, length, 1);
+}
+
+// cat: tensors joined along dim; all have the same dtype, rank and sizes except along dim.
+//   vjp   d tensors[i] = slice(g, dim, offset_i, offset_i + size_i)      saved: the sizes
+Tensor cat(const std::vector<Tensor>& tensors, int dim) {
+  if (tensors.empty()) throw InvalidArgument("cat: tensors is empty; expected at least one tensor to concatenate");
+  for (std::size_t i = 0; i < tensors.size(); ++i)
+    check_defined("cat", fmt::format("tensors[{}]", i).c_str(), tensors[i]);
+  const Tensor& first = tensors[0];
+  if (first.dim() == 0)
+    throw InvalidArgument("cat: tensors[0] is 0-dimensional (shape []); cat joins along an existing dim (use stack to "
+                          "join scalars)");
+  const int d = check_dim("cat", "tensors[0]", first, dim);
+  Shape os = first.shape();
+  os[d] = 0;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor& t = tensors[i];
+    const std::string name = fmt::format("tensors[{}]", i);
+    check_same_dtype("cat", "tensors[0]", first, name.c_str(), t);
+    bool ok = t.dim() == first.dim();
+    for (int k = 0; ok && k < t.dim(); ++k) ok = k == d || t.shape()[k] == first.shape()[k];
+    if (!ok)
+      throw InvalidArgument(fmt::format("cat: {} has shape {} but tensors[0] has shape {}; expected the same rank and the "
+                                        "same sizes except in dim {}",
+                                        name, t.shape(), first.shape(), d));
+    os[d] += t.shape()[d];
+  }
+  Tensor out = Tensor::empty(os, first.dtype());
+  const Split so = split_at(os, d);
+  const auto es = dtype_size(first.dtype());
+  auto* po = static_cast<unsigned char*>(out.impl().data);
+  std::int64_t offset = 0;
+  std::vector<std::int64_t> sizes;
+  for (const Tensor& t : tensors) {
+    const std::int64_t n = t.shape()[d];
+    const auto block = static_cast<std::size_t>(n * so.inner) * es;
+    if (block > 0) {
+      const auto* pt = static_cast<const unsigned char*>(t.impl().data);
+      for (std::int64_t o = 0; o < so.outer; ++o)
+        std::memcpy(po + static_cast<std::size_t>((o * so.size + offset) * so.inner) * es, pt + static_cast<std::size_t>(o) * block,
+                    block);
+    }
+    sizes.push_back(n);
+    offset += n;
+  }
+  std::vector<bool> needs;
+  for (const Tensor& t : tensors) needs.push_back(t.requires_grad());
+  record("cat", tensors, out, [sizes, needs, d](const Tensor& g, const Tensor&) {
+    Grads gs;
+    std::int64_t off = 0;
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      gs.push_back(needs[i] ? slice(g, d, off, off + sizes[i]) : Tensor());
+      off += sizes[i];
+    }
+    return gs;
+  });
+  return out;
+}
+
+// stack: tensors (all the same shape) joined along a new dim = cat of unsqueeze(t, dim).
+Tensor stack(const std::vector<Tensor>& tensors, int dim) {
+  if (tensors.empty()) throw InvalidArgument("stack: tensors is empty; expected at least one tensor to stack");
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const std::string name = fmt::format("tensors[{}]", i);
+    check_defined("stack", name.c_str(), tensors[i]);
+    check_same_dtype("stack", "tensors[0]", tensors[0], name.c_str(), tensors[i]);
+    if (tensors[i].shape() != tensors[0].shape())
+      throw InvalidArgument(fmt::format("stack: {} has shape {} but tensors[0] has shape {}; expected equal shapes", name,
+                                        tensors[i].shape(), tensors[0].shape()));
+  }
+  const int d = check_insert_dim("stack", "tensors[0]", tensors[0], dim);
+  if (tensors[0].dim() >= kMaxRank)
+    throw InvalidArgument(fmt::format("stack: tensors of shape {} have rank {} already; stacking adds a dim and tapegrad "
+                                      "tensors have at most {}",
+                                      tensors[0].shape(), tensors[0].dim(), kMaxRank));
+  std::vector<Tensor> parts;
+  parts.reserve(tensors.size());
+  for (const Tensor& t : tensors) parts.push_back(unsqueeze(t, d));
+  return cat(parts, d);
+}
+
+// index_select: out[.., j, ..] = x[.., index[j], ..] along dim.
+//   vjp   dx = index_add(zeros(x.shape), dim, index, g)      saved: index
+Tensor index_select(const Tensor& x, int dim, const Tensor& index) {
+  check_has_dims("index_select", "x", x);
+  const int d = check_dim("index_select", "x", x, dim);
+  const std::vector<std::int64_t> pos = checked_index("index_select", x, d, index);
+  Tensor out = gather_along(x, d, pos);
+  record("index_select", {x}, out, [index, d, in = x.shape()](const Tensor& g, const Tensor&) {
+    return Grads{index_add(zeros(in, g.dtype()), d, index, g)};
+  });
+  return out;
+}
+
+// index_add: out = x; out[.., index[j], ..] += source[.., j, ..].
+//   vjp   dx = g      dsource = index_select(g, dim, index)      saved: index
+Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& source) {
+  check_has_dims("index_add", "x", x);
+  check_floating("index_add", "x", x);
+  check_floating("index_add", "source", source);
+  const DType dt = check_same_dtype("index_add", "x", x, "source", source);
+  const int d = check_dim("index_add", "x", x, dim);
+  const std::vector<std::int64_t> pos = checked_index("index_add", x, d, index);
+  Shape expected = x.shape();
+  expected[d] = static_cast<std::int64_t>(pos.size());
+  if (source.shape() != expected)
+    throw InvalidArgument(fmt::format("index_add: source has shape {}; expected {} (x's shape {} with dim {} of size "
+                                      "index.numel() = {})",
+                                      source.shape(), expected, x.shape(), d, pos.size()));
+  Tensor out = x.contiguous_copy_detached();
+  const Split sp = split_at(x.shape(), d);
+  const auto n = static_cast<std::int64_t>(pos.size());
+  dispatch_float(dt, [&]<class T>() {
+    using Row = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+    using CRow = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+    if (source.numel() == 0) return;
+    const T* ps = source.data<T>();
+    T* po = out.mutable_data<T>();
+    const auto inner = static_cast<Eigen::Index>(sp.inner);
+    for (std::int64_t o = 0; o < sp.outer; ++o)
+      for (std::int64_t j = 0; j < n; ++j)
+        Row(po + (o * sp.size + pos[static_cast<std::size_t>(j)]) * sp.inner, inner) +=
+            CRow(ps + (o * n + j) * sp.inner, inner);
+  });
+  record("index_add", {x, source}, out, [index, d, ns = source.requires_grad()](const Tensor& g, const Tensor&) {
+    return Grads{g, ns ? index_select(g, d, index) : Tensor()};
+  });
+  return out;
+}
+
+}  // namespace tapegrad
