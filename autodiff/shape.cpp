@@ -61,6 +61,15 @@ void Shape::erase(int pos) {
 
 std::string Shape::str() const { return fmt::format("[{}]", fmt::join(begin(), end(), ", ")); }
 
+DimSplit split_at(const Shape& s, int dim) {
+  DimSplit r;
+  if (s.rank() == 0) return r;
+  for (int i = 0; i < dim; ++i) r.outer *= s[i];
+  r.size = s[dim];
+  for (int i = dim + 1; i < s.rank(); ++i) r.inner *= s[i];
+  return r;
+}
+
 std::array<std::int64_t, kMaxRank> contiguous_strides(const Shape& s) {
   std::array<std::int64_t, kMaxRank> st{};
   std::int64_t acc = 1;

@@ -46,6 +46,13 @@ class Shape {
   int rank_ = 0;
 };
 
+// A shape seen as [outer, size, inner] around dim: the layout every op along one dim uses
+// (element (o, j, i) is at (o * size + j) * inner + i). A rank-0 shape is [1, 1, 1].
+struct DimSplit {
+  std::int64_t outer = 1, size = 1, inner = 1;
+};
+DimSplit split_at(const Shape& s, int dim);
+
 // Row-major strides in elements.
 std::array<std::int64_t, kMaxRank> contiguous_strides(const Shape& s);
 

@@ -187,10 +187,16 @@ std::vector<double> Tensor::to_vector() const {
 
 // ---- factories ----
 
+namespace {
+void check_count(std::size_t n, const Shape& shape) {
+  if (static_cast<std::int64_t>(n) != shape.numel())
+    throw InvalidArgument(fmt::format("from_vector: {} values for shape {} (expected {} = product of the sizes)", n,
+                                      shape, shape.numel()));
+}
+}  // namespace
+
 Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype) {
-  if (static_cast<std::int64_t>(values.size()) != shape.numel())
-    throw InvalidArgument(fmt::format("from_vector: {} values for shape {} (expected {} = product of the sizes)",
-                                      values.size(), shape, shape.numel()));
+  check_count(values.size(), shape);
   Tensor t = Tensor::empty(shape, dtype);
   for (std::size_t i = 0; i < values.size(); ++i) write_from_double(t.impl(), static_cast<std::int64_t>(i), values[i]);
   return t;
@@ -199,9 +205,7 @@ Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType 
 namespace {
 template <class T>
 Tensor from_typed(const std::vector<T>& values, const Shape& shape) {
-  if (static_cast<std::int64_t>(values.size()) != shape.numel())
-    throw InvalidArgument(fmt::format("from_vector: {} values for shape {} (expected {} = product of the sizes)",
-                                      values.size(), shape, shape.numel()));
+  check_count(values.size(), shape);
   Tensor t = Tensor::empty(shape, dtype_of<T>());
   T* d = t.mutable_data<T>();
   for (std::size_t i = 0; i < values.size(); ++i) d[i] = values[i];
@@ -212,9 +216,7 @@ Tensor from_typed(const std::vector<T>& values, const Shape& shape) {
 Tensor from_vector(const std::vector<float>& values, const Shape& shape) { return from_typed(values, shape); }
 Tensor from_vector(const std::vector<std::int64_t>& values, const Shape& shape) { return from_typed(values, shape); }
 Tensor from_vector(const std::vector<bool>& values, const Shape& shape) {
-  if (static_cast<std::int64_t>(values.size()) != shape.numel())
-    throw InvalidArgument(fmt::format("from_vector: {} values for shape {} (expected {} = product of the sizes)",
-                                      values.size(), shape, shape.numel()));
+  check_count(values.size(), shape);
   Tensor t = Tensor::empty(shape, kBool);
   bool* d = t.mutable_data<bool>();
   for (std::size_t i = 0; i < values.size(); ++i) d[i] = values[i];

@@ -12,18 +12,6 @@ namespace tapegrad {
 
 namespace {
 
-// x seen as [outer, size, inner] around dim (a rank-0 x is [1, 1, 1]).
-struct Split {
-  std::int64_t outer = 1, size = 1, inner = 1;
-};
-Split split_at(const Shape& s, int dim) {
-  Split r;
-  if (s.rank() == 0) return r;
-  for (int i = 0; i < dim; ++i) r.outer *= s[i];
-  r.size = s[dim];
-  for (int i = dim + 1; i < s.rank(); ++i) r.inner *= s[i];
-  return r;
-}
 
 // The shape after reducing dim: removed, or kept with size 1. Rank 0 stays rank 0.
 Shape reduced_shape(const Shape& s, int dim, bool keepdim) {
@@ -44,7 +32,7 @@ Tensor unreduce(const Tensor& g, const Shape& x_shape, int dim, bool keepdim) {
 
 // out[o, i] = sum_j x[o, j, i] in the accumulator type A.
 template <class In, class A>
-void sum_dim_kernel(const In* px, A* po, const Split& sp) {
+void sum_dim_kernel(const In* px, A* po, const DimSplit& sp) {
   for (std::int64_t o = 0; o < sp.outer; ++o) {
     A* row = po + o * sp.inner;
     for (std::int64_t i = 0; i < sp.inner; ++i) row[i] = A(0);
@@ -72,7 +60,7 @@ bool better(T v, T best) {
 
 // Values and first-occurrence indices of the max/min along dim; sp.size > 0.
 template <bool Max>
-void extreme_along(const Tensor& x, const Split& sp, Tensor* values, Tensor& indices) {
+void extreme_along(const Tensor& x, const DimSplit& sp, Tensor* values, Tensor& indices) {
   dispatch_all(x.dtype(), [&]<class T>() {
     const T* px = x.data<T>();
     T* pv = values ? values->mutable_data<T>() : nullptr;
@@ -134,7 +122,7 @@ Tensor extreme_dim(const Tensor& x, int dim, bool keepdim) {
   const char* op = extreme_name(Max);
   const int d = check_dim(op, "x", x, dim);
   check_reduced_not_empty(op, x, d, "the extreme of no elements is undefined (expected a non-empty dim)");
-  const Split sp = split_at(x.shape(), d);
+  const DimSplit sp = split_at(x.shape(), d);
   const Shape keep_shape = reduced_shape(x.shape(), d, true);
   // Both have the reduced elements in the same order; the indices keep dim for the VJP's mask.
   Tensor out = Tensor::empty(reduced_shape(x.shape(), d, keepdim), x.dtype());
@@ -187,7 +175,7 @@ Tensor sum(const Tensor& x) {
 // sum along dim.   forward y[o, i] = sum_j x[o, j, i]   vjp dx = broadcast_to(g with dim restored, x.shape)
 Tensor sum(const Tensor& x, int dim, bool keepdim) {
   const int d = check_dim("sum", "x", x, dim);
-  const Split sp = split_at(x.shape(), d);
+  const DimSplit sp = split_at(x.shape(), d);
   const Shape os = reduced_shape(x.shape(), d, keepdim);
   if (!is_floating(x.dtype())) {
     Tensor out = Tensor::empty(os, kInt64);
@@ -235,7 +223,7 @@ Tensor mean(const Tensor& x, int dim, bool keepdim) {
   check_reduced_not_empty("mean", x, d,
                           "the mean of no elements is undefined (PyTorch returns NaN, tapegrad throws; expected a "
                           "non-empty dim)");
-  const Split sp = split_at(x.shape(), d);
+  const DimSplit sp = split_at(x.shape(), d);
   const auto n = static_cast<double>(sp.size);
   Tensor out = Tensor::empty(reduced_shape(x.shape(), d, keepdim), x.dtype());
   dispatch_float(x.dtype(), [&]<class T>() {

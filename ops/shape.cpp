@@ -69,18 +69,6 @@ Shape infer_shape(const char* op, const Tensor& x, const std::vector<std::int64_
   return Shape(out);
 }
 
-// x seen as [outer, size, inner] around dim (a rank-0 x is [1, 1, 1]).
-struct Split {
-  std::int64_t outer = 1, size = 1, inner = 1;
-};
-Split split_at(const Shape& s, int dim) {
-  Split r;
-  if (s.rank() == 0) return r;
-  for (int i = 0; i < dim; ++i) r.outer *= s[i];
-  r.size = s[dim];
-  for (int i = dim + 1; i < s.rank(); ++i) r.inner *= s[i];
-  return r;
-}
 
 // out[o, j, i] = x[o, pos[j], i] along dim; pos already validated. Any dtype (bytes are copied).
 Tensor gather_along(const Tensor& x, int dim, const std::vector<std::int64_t>& pos) {
@@ -88,7 +76,7 @@ Tensor gather_along(const Tensor& x, int dim, const std::vector<std::int64_t>& p
   os[dim] = static_cast<std::int64_t>(pos.size());
   Tensor out = Tensor::empty(os, x.dtype());
   if (out.numel() == 0) return out;
-  const Split sp = split_at(x.shape(), dim);
+  const DimSplit sp = split_at(x.shape(), dim);
   const auto es = dtype_size(x.dtype());
   const auto row = static_cast<std::size_t>(sp.inner) * es;
   const auto* px = static_cast<const unsigned char*>(x.impl().data);
@@ -342,7 +330,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int dim) {
     os[d] += t.shape()[d];
   }
   Tensor out = Tensor::empty(os, first.dtype());
-  const Split so = split_at(os, d);
+  const DimSplit so = split_at(os, d);
   const auto es = dtype_size(first.dtype());
   auto* po = static_cast<unsigned char*>(out.impl().data);
   std::int64_t offset = 0;
@@ -424,7 +412,7 @@ Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& so
                                       "index.numel() = {})",
                                       source.shape(), expected, x.shape(), d, pos.size()));
   Tensor out = x.contiguous_copy_detached();
-  const Split sp = split_at(x.shape(), d);
+  const DimSplit sp = split_at(x.shape(), d);
   const auto n = static_cast<std::int64_t>(pos.size());
   dispatch_float(dt, [&]<class T>() {
     using Row = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;

@@ -30,6 +30,19 @@ inline std::string allclose_why(const Tensor& a, const Tensor& b, double rtol = 
   return "";
 }
 
+// gradcheck (and, if asked, gradgradcheck) in float64 with the default tolerances; on failure
+// the report (worst element, analytic vs numeric) is printed.
+inline void require_gradcheck(const Function& f, const std::vector<Tensor>& inputs, bool second_order = false) {
+  GradcheckReport r = gradcheck(f, inputs);
+  INFO(r);
+  REQUIRE(r.ok());
+  if (second_order) {
+    GradcheckReport r2 = gradgradcheck(f, inputs);
+    INFO(r2);
+    REQUIRE(r2.ok());
+  }
+}
+
 }  // namespace tapegrad::testing
 
 // REQUIRE_ALLCLOSE(actual, expected[, rtol, atol])

@@ -13,16 +13,6 @@ Tensor leaf(const Shape& s, Generator& gen) { return randn(s, gen, kFloat64).req
 
 Tensor values(std::vector<double> v, const Shape& s) { return from_vector(v, s, kFloat64); }
 
-void require_grads(const Function& f, const std::vector<Tensor>& inputs, bool second_order) {
-  GradcheckReport r = gradcheck(f, inputs);
-  INFO(r);
-  REQUIRE(r.ok());
-  if (second_order) {
-    GradcheckReport r2 = gradgradcheck(f, inputs);
-    INFO(r2);
-    REQUIRE(r2.ok());
-  }
-}
 
 Tensor mm(const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }
 
@@ -109,13 +99,13 @@ TEST_CASE("matmul: float64 gradcheck over vectors, matrices and broadcast batch 
   Generator gen(1);
   for (const auto& [sa, sb] : cases) {
     INFO("a " << sa.str() << " b " << sb.str());
-    require_grads(mm, {leaf(sa, gen), leaf(sb, gen)}, false);
+    tapegrad::testing::require_gradcheck(mm, {leaf(sa, gen), leaf(sb, gen)}, false);
   }
   // only one operand requires grad
   const Tensor a = leaf({2, 2, 3}, gen);
   const Tensor b = randn({3, 2}, gen, kFloat64);
-  require_grads(mm, {a, b}, true);
-  require_grads(mm, {b, leaf({2, 2, 3}, gen)}, false);  // [3, 2] @ [2, 2, 3]
+  tapegrad::testing::require_gradcheck(mm, {a, b}, true);
+  tapegrad::testing::require_gradcheck(mm, {b, leaf({2, 2, 3}, gen)}, false);  // [3, 2] @ [2, 2, 3]
 }
 
 TEST_CASE("matmul: second derivatives (gradgradcheck)", "[ops][matmul][gradcheck]") {
@@ -125,7 +115,7 @@ TEST_CASE("matmul: second derivatives (gradgradcheck)", "[ops][matmul][gradcheck
   Generator gen(2);
   for (const auto& [sa, sb] : cases) {
     INFO("a " << sa.str() << " b " << sb.str());
-    require_grads(mm, {leaf(sa, gen), leaf(sb, gen)}, true);
+    tapegrad::testing::require_gradcheck(mm, {leaf(sa, gen), leaf(sb, gen)}, true);
   }
   // Hessian of a quadratic form x^T A x is A + A^T
   const Tensor A = tensor({{1, 2}, {0, 3}}, kFloat64);
@@ -150,10 +140,10 @@ TEST_CASE("matmul_t: gradcheck and gradgradcheck for every transpose combination
         return Shape(batch);
       };
       INFO("ta " << ta << " tb " << tb);
-      require_grads(f, {leaf(shape_a({}), gen), leaf(shape_b({}), gen)}, true);
-      require_grads(f, {leaf(shape_a({2}), gen), leaf(shape_b({}), gen)}, true);      // folded when !ta
-      require_grads(f, {leaf(shape_a({}), gen), leaf(shape_b({2}), gen)}, true);
-      require_grads(f, {leaf(shape_a({2, 1}), gen), leaf(shape_b({3}), gen)}, false);  // broadcast both
+      tapegrad::testing::require_gradcheck(f, {leaf(shape_a({}), gen), leaf(shape_b({}), gen)}, true);
+      tapegrad::testing::require_gradcheck(f, {leaf(shape_a({2}), gen), leaf(shape_b({}), gen)}, true);      // folded when !ta
+      tapegrad::testing::require_gradcheck(f, {leaf(shape_a({}), gen), leaf(shape_b({2}), gen)}, true);
+      tapegrad::testing::require_gradcheck(f, {leaf(shape_a({2, 1}), gen), leaf(shape_b({3}), gen)}, false);  // broadcast both
     }
 }
 

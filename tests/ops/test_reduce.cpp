@@ -21,16 +21,6 @@ Tensor sample() {
                 kFloat64);
 }
 
-void require_grads(const Function& f, const std::vector<Tensor>& inputs, bool second_order = false) {
-  GradcheckReport r = gradcheck(f, inputs);
-  INFO(r);
-  REQUIRE(r.ok());
-  if (second_order) {
-    GradcheckReport r2 = gradgradcheck(f, inputs);
-    INFO(r2);
-    REQUIRE(r2.ok());
-  }
-}
 
 // Shapes for the gradchecks: rank 0, size-1 dims, rank 4.
 const std::vector<Shape> kShapes = {Shape{}, Shape{1}, Shape{5}, Shape{2, 3}, Shape{3, 1}, Shape{2, 1, 3}, Shape{1, 2, 2, 3}};
@@ -54,7 +44,7 @@ void check_dim_reduction(Tensor (*reduce)(const Tensor&, int, bool), bool second
     for (int d : dims_of(s))
       for (bool keepdim : {false, true}) {
         INFO("shape " << s.str() << " dim " << d << " keepdim " << keepdim);
-        require_grads([reduce, d, keepdim](const std::vector<Tensor>& in) { return reduce(in[0], d, keepdim); }, {x},
+        tapegrad::testing::require_gradcheck([reduce, d, keepdim](const std::vector<Tensor>& in) { return reduce(in[0], d, keepdim); }, {x},
                       second_order && d < 0);
       }
   }
@@ -110,8 +100,8 @@ TEST_CASE("sum, mean: gradcheck over shapes, dims and keepdim", "[ops][reduce][s
   for (const Shape& s : kShapes) {
     INFO("shape " << s.str());
     const Tensor x = leaf(s, gen);
-    require_grads([](const std::vector<Tensor>& in) { return sum(in[0]); }, {x}, true);
-    require_grads([](const std::vector<Tensor>& in) { return mean(in[0]); }, {x}, true);
+    tapegrad::testing::require_gradcheck([](const std::vector<Tensor>& in) { return sum(in[0]); }, {x}, true);
+    tapegrad::testing::require_gradcheck([](const std::vector<Tensor>& in) { return mean(in[0]); }, {x}, true);
   }
   check_dim_reduction([](const Tensor& x, int d, bool k) { return sum(x, d, k); }, true, 32);
   check_dim_reduction([](const Tensor& x, int d, bool k) { return mean(x, d, k); }, true, 33);
@@ -208,14 +198,14 @@ TEST_CASE("max, min: gradcheck over shapes, dims and keepdim; gradgradcheck", "[
   for (const Shape& s : kShapes) {
     INFO("shape " << s.str());
     const Tensor x = leaf(s, gen);  // random normals: no ties
-    require_grads([](const std::vector<Tensor>& in) { return max(in[0]); }, {x}, true);
-    require_grads([](const std::vector<Tensor>& in) { return min(in[0]); }, {x}, true);
+    tapegrad::testing::require_gradcheck([](const std::vector<Tensor>& in) { return max(in[0]); }, {x}, true);
+    tapegrad::testing::require_gradcheck([](const std::vector<Tensor>& in) { return min(in[0]); }, {x}, true);
   }
   check_dim_reduction([](const Tensor& x, int d, bool k) { return max(x, d, k); }, true, 35);
   check_dim_reduction([](const Tensor& x, int d, bool k) { return min(x, d, k); }, true, 36);
   // max inside a smooth function: second derivatives through the selection
   const Function f = [](const std::vector<Tensor>& in) { return mul(max(in[0], 1), max(in[0], 1)); };
-  require_grads(f, {leaf({3, 4}, gen)}, true);
+  tapegrad::testing::require_gradcheck(f, {leaf({3, 4}, gen)}, true);
 }
 
 // ---------------------------------------------------------------- bad input

@@ -25,16 +25,6 @@ Tensor iota234() {
   return values(v, {2, 3, 4});
 }
 
-void require_grads(const Function& f, const std::vector<Tensor>& inputs, bool second_order = false) {
-  GradcheckReport r = gradcheck(f, inputs);
-  INFO(r);
-  REQUIRE(r.ok());
-  if (second_order) {
-    GradcheckReport r2 = gradgradcheck(f, inputs);
-    INFO(r2);
-    REQUIRE(r2.ok());
-  }
-}
 
 // x -> op(x) * w with a fixed random w, so every output element has a different weight in the
 // checked function (a plain sum would hide a permuted gradient).
@@ -108,11 +98,11 @@ TEST_CASE("reshape, view, flatten, squeeze, unsqueeze: views share storage with 
 
 TEST_CASE("reshape, view: gradcheck and gradgradcheck", "[ops][shape][reshape][gradcheck]") {
   Generator gen(21);
-  require_grads(weighted([](const Tensor& x) { return reshape(x, {3, -1}); }, 1), {leaf({2, 3, 2}, gen)}, true);
-  require_grads(weighted([](const Tensor& x) { return reshape(x, {1, 2, 1, 3}); }, 2), {leaf({6}, gen)}, true);
-  require_grads(weighted([](const Tensor& x) { return reshape(x, {}); }, 3), {leaf({1, 1}, gen)}, true);
-  require_grads(weighted([](const Tensor& x) { return view(x, {-1}); }, 4), {leaf({}, gen)}, true);
-  require_grads(weighted([](const Tensor& x) { return view(x, {2, 2}); }, 5), {leaf({4}, gen)}, true);
+  tapegrad::testing::require_gradcheck(weighted([](const Tensor& x) { return reshape(x, {3, -1}); }, 1), {leaf({2, 3, 2}, gen)}, true);
+  tapegrad::testing::require_gradcheck(weighted([](const Tensor& x) { return reshape(x, {1, 2, 1, 3}); }, 2), {leaf({6}, gen)}, true);
+  tapegrad::testing::require_gradcheck(weighted([](const Tensor& x) { return reshape(x, {}); }, 3), {leaf({1, 1}, gen)}, true);
+  tapegrad::testing::require_gradcheck(weighted([](const Tensor& x) { return view(x, {-1}); }, 4), {leaf({}, gen)}, true);
+  tapegrad::testing::require_gradcheck(weighted([](const Tensor& x) { return view(x, {2, 2}); }, 5), {leaf({4}, gen)}, true);
 }
 
 TEST_CASE("flatten: merges start_dim..end_dim", "[ops][shape][flatten]") {
@@ -125,8 +115,8 @@ TEST_CASE("flatten: merges start_dim..end_dim", "[ops][shape][flatten]") {
   REQUIRE(flatten(x, 0, 1).at({4, 1}) == 17.0);
   REQUIRE(flatten(tensor(3.0, kFloat64)).shape() == Shape{1});  // rank 0 -> [1], as PyTorch
   Generator gen(22);
-  require_grads(weighted([](const Tensor& t) { return flatten(t, -3, -2); }, 6), {leaf({2, 1, 3, 2}, gen)}, true);
-  require_grads(weighted([](const Tensor& t) { return flatten(t); }, 7), {leaf({}, gen)});
+  tapegrad::testing::require_gradcheck(weighted([](const Tensor& t) { return flatten(t, -3, -2); }, 6), {leaf({2, 1, 3, 2}, gen)}, true);
+  tapegrad::testing::require_gradcheck(weighted([](const Tensor& t) { return flatten(t); }, 7), {leaf({}, gen)});
 }
 
 TEST_CASE("unsqueeze, squeeze: insert and drop size-1 dims, negative dims", "[ops][shape][squeeze]") {
@@ -146,11 +136,11 @@ TEST_CASE("unsqueeze, squeeze: insert and drop size-1 dims, negative dims", "[op
 
   Generator gen(23);
   for (int d : {0, 1, 2, 3, -1, -4})
-    require_grads(weighted([d](const Tensor& t) { return unsqueeze(t, d); }, 8), {leaf({2, 1, 3}, gen)}, d == -1);
+    tapegrad::testing::require_gradcheck(weighted([d](const Tensor& t) { return unsqueeze(t, d); }, 8), {leaf({2, 1, 3}, gen)}, d == -1);
   for (int d : {0, 1, -1, -2})
-    require_grads(weighted([d](const Tensor& t) { return squeeze(t, d); }, 9), {leaf({3, 1}, gen)}, d == -1);
-  require_grads(weighted([](const Tensor& t) { return squeeze(t); }, 10), {leaf({1, 2, 1, 2}, gen)}, true);
-  require_grads(weighted([](const Tensor& t) { return unsqueeze(t, 0); }, 11), {leaf({}, gen)});
+    tapegrad::testing::require_gradcheck(weighted([d](const Tensor& t) { return squeeze(t, d); }, 9), {leaf({3, 1}, gen)}, d == -1);
+  tapegrad::testing::require_gradcheck(weighted([](const Tensor& t) { return squeeze(t); }, 10), {leaf({1, 2, 1, 2}, gen)}, true);
+  tapegrad::testing::require_gradcheck(weighted([](const Tensor& t) { return unsqueeze(t, 0); }, 11), {leaf({}, gen)});
 }
 
 // ---------------------------------------------------------------- transpose / permute
@@ -183,14 +173,14 @@ TEST_CASE("transpose, permute: gradcheck and gradgradcheck", "[ops][shape][trans
   const std::vector<std::pair<int, int>> pairs = {{0, 1}, {0, 2}, {-1, -2}, {1, -1}, {2, 2}};
   for (auto [d0, d1] : pairs) {
     INFO("dims " << d0 << ", " << d1);
-    require_grads(weighted([d0 = d0, d1 = d1](const Tensor& t) { return transpose(t, d0, d1); }, 12), {leaf({2, 3, 2}, gen)},
+    tapegrad::testing::require_gradcheck(weighted([d0 = d0, d1 = d1](const Tensor& t) { return transpose(t, d0, d1); }, 12), {leaf({2, 3, 2}, gen)},
                   true);
   }
-  require_grads(weighted([](const Tensor& t) { return transpose(t, 0, 3); }, 13), {leaf({2, 1, 3, 2}, gen)});
+  tapegrad::testing::require_gradcheck(weighted([](const Tensor& t) { return transpose(t, 0, 3); }, 13), {leaf({2, 1, 3, 2}, gen)});
   const std::vector<std::vector<int>> perms = {{2, 0, 1}, {1, 2, 0}, {-1, -3, -2}, {0, 1, 2}};
   for (const auto& perm : perms)
-    require_grads(weighted([perm](const Tensor& t) { return permute(t, perm); }, 14), {leaf({2, 3, 2}, gen)}, true);
-  require_grads(weighted([](const Tensor& t) { return permute(t, {3, 1, 0, 2}); }, 15), {leaf({2, 1, 2, 3}, gen)});
+    tapegrad::testing::require_gradcheck(weighted([perm](const Tensor& t) { return permute(t, perm); }, 14), {leaf({2, 3, 2}, gen)}, true);
+  tapegrad::testing::require_gradcheck(weighted([](const Tensor& t) { return permute(t, {3, 1, 0, 2}); }, 15), {leaf({2, 1, 2, 3}, gen)});
 }
 
 // ---------------------------------------------------------------- slice / narrow
@@ -231,12 +221,12 @@ TEST_CASE("slice, narrow: gradcheck over dims, steps and empty results", "[ops][
   const std::vector<Case> cases = {{0, 0, 2, 1}, {1, 1, 3, 1}, {-1, 0, 5, 2}, {-1, -3, 100, 2}, {1, -2, -1, 1}, {2, 0, 4, 3}};
   for (const Case& c : cases) {
     INFO("dim " << c.dim << " start " << c.start << " end " << c.end << " step " << c.step);
-    require_grads(weighted([c](const Tensor& t) { return slice(t, c.dim, c.start, c.end, c.step); }, 16),
+    tapegrad::testing::require_gradcheck(weighted([c](const Tensor& t) { return slice(t, c.dim, c.start, c.end, c.step); }, 16),
                   {leaf({2, 3, 4}, gen)}, c.dim == -1);
   }
-  require_grads(weighted([](const Tensor& t) { return slice(t, 0, 1, 2); }, 17), {leaf({3}, gen)}, true);
-  require_grads(weighted([](const Tensor& t) { return narrow(t, -2, 1, 2); }, 18), {leaf({1, 2, 3, 2}, gen)}, true);
-  require_grads(weighted([](const Tensor& t) { return narrow(t, 0, -1, 1); }, 19), {leaf({3, 2}, gen)});
+  tapegrad::testing::require_gradcheck(weighted([](const Tensor& t) { return slice(t, 0, 1, 2); }, 17), {leaf({3}, gen)}, true);
+  tapegrad::testing::require_gradcheck(weighted([](const Tensor& t) { return narrow(t, -2, 1, 2); }, 18), {leaf({1, 2, 3, 2}, gen)}, true);
+  tapegrad::testing::require_gradcheck(weighted([](const Tensor& t) { return narrow(t, 0, -1, 1); }, 19), {leaf({3, 2}, gen)});
   // the gradient of a sliced sum is an exact indicator
   Tensor x = zeros({6}, kFloat64).requires_grad_();
   backward(sum(slice(x, 0, 1, 6, 2)));
@@ -263,17 +253,17 @@ TEST_CASE("cat, stack: values along each dim", "[ops][shape][cat]") {
 TEST_CASE("cat, stack: gradcheck and gradgradcheck", "[ops][shape][cat][gradcheck]") {
   Generator gen(26);
   const Function cat3 = [](const std::vector<Tensor>& in) { return cat({in[0], in[1], in[2]}, 1); };
-  require_grads(cat3, {leaf({2, 1, 3}, gen), leaf({2, 2, 3}, gen), leaf({2, 3, 3}, gen)}, true);
+  tapegrad::testing::require_gradcheck(cat3, {leaf({2, 1, 3}, gen), leaf({2, 2, 3}, gen), leaf({2, 3, 3}, gen)}, true);
   const Function cat_last = [](const std::vector<Tensor>& in) { return cat({in[0], in[1], in[0]}, -1); };  // reused input
-  require_grads(cat_last, {leaf({2, 2}, gen), leaf({2, 1}, gen)}, true);
+  tapegrad::testing::require_gradcheck(cat_last, {leaf({2, 2}, gen), leaf({2, 1}, gen)}, true);
   // one input without requires_grad
-  require_grads([](const std::vector<Tensor>& in) { return cat({in[0], ones({2}, kFloat64)}); }, {leaf({3}, gen)});
+  tapegrad::testing::require_gradcheck([](const std::vector<Tensor>& in) { return cat({in[0], ones({2}, kFloat64)}); }, {leaf({3}, gen)});
   for (int d : {0, 1, 2, -1, -3}) {
     INFO("stack dim " << d);
     const Function st = [d](const std::vector<Tensor>& in) { return stack({in[0], in[1]}, d); };
-    require_grads(st, {leaf({2, 3}, gen), leaf({2, 3}, gen)}, d == -1);
+    tapegrad::testing::require_gradcheck(st, {leaf({2, 3}, gen), leaf({2, 3}, gen)}, d == -1);
   }
-  require_grads([](const std::vector<Tensor>& in) { return stack({in[0], in[1], in[0]}); }, {leaf({}, gen), leaf({}, gen)});
+  tapegrad::testing::require_gradcheck([](const std::vector<Tensor>& in) { return stack({in[0], in[1], in[0]}); }, {leaf({}, gen), leaf({}, gen)});
 }
 
 // ---------------------------------------------------------------- index_select / index_add
@@ -301,16 +291,16 @@ TEST_CASE("index_select, index_add: gradcheck and gradgradcheck", "[ops][shape][
   for (int d : {0, 1, 2, -1, -2}) {
     INFO("dim " << d);
     const Tensor idx = positions({1, 0, 1});
-    require_grads(weighted([d, idx](const Tensor& t) { return index_select(t, d, idx); }, 20), {leaf({2, 2, 3}, gen)},
+    tapegrad::testing::require_gradcheck(weighted([d, idx](const Tensor& t) { return index_select(t, d, idx); }, 20), {leaf({2, 2, 3}, gen)},
                   d == -1);
   }
-  require_grads(weighted([](const Tensor& t) { return index_select(t, 0, positions({0, 0})); }, 21), {leaf({1}, gen)}, true);
+  tapegrad::testing::require_gradcheck(weighted([](const Tensor& t) { return index_select(t, 0, positions({0, 0})); }, 21), {leaf({1}, gen)}, true);
   const Function ia = [](const std::vector<Tensor>& in) { return index_add(in[0], 1, positions({2, 0, 2}), in[1]); };
-  require_grads(ia, {leaf({2, 3}, gen), leaf({2, 3}, gen)}, true);
+  tapegrad::testing::require_gradcheck(ia, {leaf({2, 3}, gen), leaf({2, 3}, gen)}, true);
   const Function ia_src = [](const std::vector<Tensor>& in) {
     return index_add(zeros({3, 2}, kFloat64), -2, positions({1, 1}), in[0]);
   };
-  require_grads(ia_src, {leaf({2, 2}, gen)}, true);
+  tapegrad::testing::require_gradcheck(ia_src, {leaf({2, 2}, gen)}, true);
 }
 
 // ---------------------------------------------------------------- bad input
