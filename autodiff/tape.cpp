@@ -222,7 +222,7 @@ std::vector<Tensor> run_backward(Request r) {
     Node& node = tape.nodes[idx];
     Tensor g = keep[idx] ? slots[idx] : std::move(slots[idx]);
     if (g.defined()) {
-      Grads gs = node.vjp(g, node.saved_out);
+      Grads gs = node.vjp(g, node.saved_out, node.inputs);
       if (gs.size() != node.inputs.size())
         throw RuntimeError(fmt::format(
             "backward: the vjp of '{}' returned {} gradients for {} inputs (expected one per "
@@ -290,7 +290,7 @@ void GradMode::set_enabled(bool on) { grad_enabled = on; }
 
 namespace detail {
 
-bool should_record(std::initializer_list<Tensor> inputs) {
+bool should_record(TensorRefs inputs) {
   if (!grad_enabled) return false;
   for (const Tensor& t : inputs)
     if (t.requires_grad()) return true;

@@ -13,6 +13,7 @@
 // training loop or an evaluation without NoGradGuard does not grow the tape.
 #include <cstdint>
 #include <functional>
+#include <type_traits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -54,11 +55,28 @@ class NoGradGuard : public GradModeGuard {
 // input; an undefined Tensor means zero). `out` is the op's output when the op asked to save it
 // (save_out), else undefined. VJPs are written with tapegrad's own ops, so when backward runs with
 // create_graph they are recorded too and can be differentiated again.
-// (Both are allocated from a per-thread pool and the VJP closure is stored inline when it is at
-// most 64 bytes: recording an op then costs no trip to malloc beyond the output's value.)
-using Grads = std::vector<Tensor, detail::PoolAllocator<Tensor>>;
+// A VJP is written (g, out) -> Grads, capturing what it needs, or (g, out, inputs) -> Grads,
+// reading the op's inputs from the node instead of capturing copies of them (cheaper: every
+// copied handle is a reference-count update).
+// Grads and InputList come from a per-thread pool, and the VJP closure is stored inline when it is
+// at most 64 bytes: recording an op then costs no trip to malloc beyond the output's value.
 using InputList = std::vector<Tensor, detail::PoolAllocator<Tensor>>;
-using Vjp = detail::SmallFunction<Grads(const Tensor& g, const Tensor& out), 64>;
+
+// One gradient per input. Grads{a, b} moves temporaries in (a std::initializer_list would copy).
+class Grads : public std::vector<Tensor, detail::PoolAllocator<Tensor>> {
+ public:
+  using Base = std::vector<Tensor, detail::PoolAllocator<Tensor>>;
+  Grads() = default;
+  template <class... T>
+    requires(sizeof...(T) > 0 && (std::is_convertible_v<T, Tensor> && ...))
+  Grads(T&&... grads) {  // NOLINT: Grads{g} reads as a list
+    reserve(sizeof...(T));
+    (emplace_back(std::forward<T>(grads)), ...);
+  }
+  Grads(const std::vector<Tensor>& grads) : Base(grads.begin(), grads.end()) {}  // NOLINT
+};
+
+using Vjp = detail::SmallFunction<Grads(const Tensor& g, const Tensor& out, const InputList& inputs), 64>;
 
 struct Node {
   std::uint64_t id = 0;
@@ -110,25 +128,37 @@ class NodeStore {
   std::size_t size_ = 0;
 };
 
+using TensorRefs = std::initializer_list<std::reference_wrapper<const Tensor>>;
+
 namespace detail {
-bool should_record(std::initializer_list<Tensor> inputs);
+bool should_record(TensorRefs inputs);
 bool should_record(const std::vector<Tensor>& inputs);
 void record_node(const char* op, InputList inputs, Tensor& out, Vjp vjp, bool save_out);
+
+template <class F>
+Vjp make_vjp(F&& f) {
+  if constexpr (std::is_invocable_v<F&, const Tensor&, const Tensor&, const InputList&>)
+    return Vjp(std::forward<F>(f));
+  else
+    return Vjp([f = std::forward<F>(f)](const Tensor& g, const Tensor& out, const InputList&) { return f(g, out); });
+}
 }  // namespace detail
 
 // Records out = op(inputs) with its VJP, if grad mode is on and an input requires grad.
-// The lambda is only turned into a std::function when something is recorded.
+// The lambda is only stored when something is recorded.
 template <class F>
-void record(const char* op, std::initializer_list<Tensor> inputs, Tensor& out, F&& vjp,
-            bool save_out = false) {
+void record(const char* op, TensorRefs inputs, Tensor& out, F&& vjp, bool save_out = false) {
   if (!detail::should_record(inputs)) return;
-  detail::record_node(op, InputList(inputs), out, Vjp(std::forward<F>(vjp)), save_out);
+  InputList list;
+  list.reserve(inputs.size());
+  for (const Tensor& t : inputs) list.push_back(t);
+  detail::record_node(op, std::move(list), out, detail::make_vjp(std::forward<F>(vjp)), save_out);
 }
 template <class F>
-void record(const char* op, const std::vector<Tensor>& inputs, Tensor& out, F&& vjp,
-            bool save_out = false) {
+void record(const char* op, const std::vector<Tensor>& inputs, Tensor& out, F&& vjp, bool save_out = false) {
   if (!detail::should_record(inputs)) return;
-  detail::record_node(op, InputList(inputs.begin(), inputs.end()), out, Vjp(std::forward<F>(vjp)), save_out);
+  detail::record_node(op, InputList(inputs.begin(), inputs.end()), out, detail::make_vjp(std::forward<F>(vjp)),
+                      save_out);
 }
 
 // ---- backward ----

@@ -154,7 +154,9 @@ Tensor sum_to_size(const Tensor& x, const Shape& shape) {
 
 Tensor add(const Tensor& a, const Tensor& b) {
   Tensor out = float_binary("add", a, b, [](auto x, auto y) { return x + y; });
-  record("add", {a, b}, out, [a, b](const Tensor& g, const Tensor&) {
+  record("add", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
+    const Tensor& a = in[0];
+    const Tensor& b = in[1];
     return Grads{a.requires_grad() ? sum_to_size(g, a.shape()) : Tensor(),
                  b.requires_grad() ? sum_to_size(g, b.shape()) : Tensor()};
   });
@@ -163,7 +165,9 @@ Tensor add(const Tensor& a, const Tensor& b) {
 
 Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor out = float_binary("sub", a, b, [](auto x, auto y) { return x - y; });
-  record("sub", {a, b}, out, [a, b](const Tensor& g, const Tensor&) {
+  record("sub", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
+    const Tensor& a = in[0];
+    const Tensor& b = in[1];
     return Grads{a.requires_grad() ? sum_to_size(g, a.shape()) : Tensor(),
                  b.requires_grad() ? sum_to_size(neg(g), b.shape()) : Tensor()};
   });
@@ -172,7 +176,9 @@ Tensor sub(const Tensor& a, const Tensor& b) {
 
 Tensor mul(const Tensor& a, const Tensor& b) {
   Tensor out = float_binary("mul", a, b, [](auto x, auto y) { return x * y; });
-  record("mul", {a, b}, out, [a, b](const Tensor& g, const Tensor&) {
+  record("mul", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
+    const Tensor& a = in[0];
+    const Tensor& b = in[1];
     return Grads{a.requires_grad() ? sum_to_size(mul(g, b), a.shape()) : Tensor(),
                  b.requires_grad() ? sum_to_size(mul(g, a), b.shape()) : Tensor()};
   });
@@ -181,7 +187,9 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 
 Tensor div(const Tensor& a, const Tensor& b) {
   Tensor out = float_binary("div", a, b, [](auto x, auto y) { return x / y; });
-  record("div", {a, b}, out, [a, b](const Tensor& g, const Tensor&) {
+  record("div", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
+    const Tensor& a = in[0];
+    const Tensor& b = in[1];
     return Grads{a.requires_grad() ? sum_to_size(div(g, b), a.shape()) : Tensor(),
                  b.requires_grad() ? sum_to_size(neg(div(mul(g, a), mul(b, b))), b.shape()) : Tensor()};
   });
@@ -206,7 +214,9 @@ Tensor pow(const Tensor& a, const Tensor& b) {
         break;
       }
   });
-  record("pow", {a, b}, out, [a, b](const Tensor& g, const Tensor& y) {
+  record("pow", {a, b}, out, [](const Tensor& g, const Tensor& y, const InputList& in) {
+    const Tensor& a = in[0];
+    const Tensor& b = in[1];
     Tensor da, db;
     if (a.requires_grad()) da = sum_to_size(mul(mul(g, b), pow(a, sub(b, scalar_like(b, 1.0)))), a.shape());
     if (b.requires_grad()) {
@@ -233,7 +243,9 @@ Tensor pow(const Tensor& a, double p) {
 
 Tensor maximum(const Tensor& a, const Tensor& b) {
   Tensor out = float_binary("maximum", a, b, [](auto x, auto y) { return (x != x || y != y) ? x + y : (x > y ? x : y); });
-  record("maximum", {a, b}, out, [a, b](const Tensor& g, const Tensor&) {
+  record("maximum", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
+    const Tensor& a = in[0];
+    const Tensor& b = in[1];
     const Tensor half = mul(g, 0.5);
     const Tensor tie = eq(a, b);
     return Grads{a.requires_grad() ? sum_to_size(where(tie, half, where(gt(a, b), g, 0.0)), a.shape()) : Tensor(),
@@ -244,7 +256,9 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
 
 Tensor minimum(const Tensor& a, const Tensor& b) {
   Tensor out = float_binary("minimum", a, b, [](auto x, auto y) { return (x != x || y != y) ? x + y : (x < y ? x : y); });
-  record("minimum", {a, b}, out, [a, b](const Tensor& g, const Tensor&) {
+  record("minimum", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
+    const Tensor& a = in[0];
+    const Tensor& b = in[1];
     const Tensor half = mul(g, 0.5);
     const Tensor tie = eq(a, b);
     return Grads{a.requires_grad() ? sum_to_size(where(tie, half, where(lt(a, b), g, 0.0)), a.shape()) : Tensor(),
@@ -276,7 +290,9 @@ Tensor log(const Tensor& x) {
   check_floating("log", "x", x);
   check_domain("log", x, [](double v) { return v < 0; }, "x >= 0");
   Tensor out = float_unary("log", x, [](const auto& v) { return v.log(); });
-  record("log", {x}, out, [x](const Tensor& g, const Tensor&) { return Grads{div(g, x)}; });
+  record("log", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
+    const Tensor& x = in[0];
+    return Grads{div(g, x)}; });
   return out;
 }
 
@@ -284,7 +300,9 @@ Tensor log1p(const Tensor& x) {
   check_floating("log1p", "x", x);
   check_domain("log1p", x, [](double v) { return v < -1; }, "x >= -1");
   Tensor out = float_unary("log1p", x, [](const auto& v) { return v.log1p(); });
-  record("log1p", {x}, out, [x](const Tensor& g, const Tensor&) { return Grads{div(g, add(x, 1.0))}; });
+  record("log1p", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
+    const Tensor& x = in[0];
+    return Grads{div(g, add(x, 1.0))}; });
   return out;
 }
 
@@ -306,7 +324,9 @@ Tensor sign(const Tensor& x) {
 
 Tensor abs(const Tensor& x) {
   Tensor out = float_unary("abs", x, [](const auto& v) { return v.abs(); });
-  record("abs", {x}, out, [x](const Tensor& g, const Tensor&) { return Grads{mul(g, sign(x))}; });
+  record("abs", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
+    const Tensor& x = in[0];
+    return Grads{mul(g, sign(x))}; });
   return out;
 }
 
@@ -330,7 +350,9 @@ Tensor relu(const Tensor& x) {
     using T = typename std::decay_t<decltype(v)>::Scalar;
     return v.max(T(0));
   });
-  record("relu", {x}, out, [x](const Tensor& g, const Tensor&) { return Grads{where(gt(x, 0.0), g, 0.0)}; });
+  record("relu", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
+    const Tensor& x = in[0];
+    return Grads{where(gt(x, 0.0), g, 0.0)}; });
   return out;
 }
 
