@@ -6,9 +6,11 @@
 //   mlp/*     float32 MLP step 64 -> 128 (ReLU) -> 10, batch 32, loss = mean(out^2),
 //             forward + backward
 //   memory/*  bytes allocated per training step and bytes left on the tape after backward
-// Run: ./build/bench_core --benchmark_counters_tabular=true
-// Threads: everything here is single-threaded (Eigen is not built with OpenMP here); the thread
-// settings are printed in the context.
+// Run: cmake --build build --target run_benchmarks   (or ./build/bench_core directly)
+// Threads: every benchmark runs on one thread; the thread settings are printed in the context.
+// bench_core is a single-threaded process; bench_core_torch (built when libtorch is installed)
+// adds libtorch, whose thread pools make the process multi-threaded, so shared_ptr and malloc use
+// atomic operations there: its tapegrad figures are the ones a threaded program sees.
 #include <atomic>
 #include <cstdlib>
 #include <new>
@@ -217,8 +219,9 @@ int main(int argc, char** argv) {
 #if TAPEGRAD_HAVE_TORCH
   torch::set_num_threads(1);
   benchmark::AddCustomContext("torch_threads", "1");
+  benchmark::AddCustomContext("process", "multi-threaded (libtorch linked)");
 #else
-  benchmark::AddCustomContext("libtorch", "not installed (apt-get install libtorch-dev to compare)");
+  benchmark::AddCustomContext("process", "single-threaded; libtorch figures: bench_core_torch (needs libtorch-dev)");
 #endif
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
