@@ -389,4 +389,14 @@ void clear_tape() {
 
 const NodeStore& tape_nodes() { return this_tape().nodes; }
 
+const char* producer_name(const Tensor& t) {
+  if (!t.defined() || t.is_leaf()) return nullptr;
+  const Tape& tape = this_tape();
+  const TensorImpl& impl = t.impl();
+  const auto idx = static_cast<std::size_t>(impl.node_index);
+  if (!tape.owns(impl.node_id) || idx >= tape.nodes.size()) return nullptr;
+  const Node& n = tape.nodes[idx];
+  return n.id == impl.node_id && !n.released ? n.op : nullptr;
+}
+
 }  // namespace tapegrad

@@ -197,5 +197,8 @@ std::size_t tape_size();
 void clear_tape();
 // Read-only walk over this thread's tape, oldest first (graph printing, tests).
 const NodeStore& tape_nodes();
+// Name of the op that produced t ("mul"), or nullptr for leaves, released graphs and tensors
+// recorded on another thread.
+const char* producer_name(const Tensor& t);
 
 }  // namespace tapegrad

@@ -388,7 +388,12 @@ std::string to_string(const Tensor& t) {
   else
     format_dim(impl, 0, 0, t.numel() > kSummarizeAbove, 7, body);
   std::string s = fmt::format("tensor({}, shape={}, dtype={}", body, impl.shape, dtype_name(impl.dtype));
-  if (impl.requires_grad) s += impl.node_id ? ", grad_fn" : ", requires_grad";
+  if (impl.requires_grad && impl.node_id == 0) {
+    s += ", requires_grad";
+  } else if (impl.requires_grad) {
+    const char* op = producer_name(t);  // PyTorch prints grad_fn=<MulBackward0>
+    s += fmt::format(", grad_fn={}", op ? op : "<released>");
+  }
   if (!impl.name.empty()) s += fmt::format(", name={}", impl.name);
   return s + ")";
 }

@@ -99,6 +99,11 @@ TEST_CASE("tensor: printing shows values, shape and dtype, abbreviated when larg
   REQUIRE(s == "tensor([[1, 2],\n        [3, 4.5]], shape=[2, 2], dtype=float64)");
   const std::string r = fmt::format("{}", tensor({1.0}).requires_grad_());
   REQUIRE_THAT(r, Contains("requires_grad"));
+  Tensor leaf = tensor({1.0}).requires_grad_();
+  Tensor prod = leaf * 2.0;
+  REQUIRE_THAT(fmt::format("{}", prod), Contains("grad_fn=mul"));
+  backward(prod);
+  REQUIRE_THAT(fmt::format("{}", prod), Contains("grad_fn=<released>"));
   const std::string big = fmt::format("{}", arange(2000));
   REQUIRE_THAT(big, Contains("[0, 1, 2, ..., 1997, 1998, 1999]"));
   REQUIRE(big.size() < 100);
