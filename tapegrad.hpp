@@ -14,3 +14,5 @@
 #include "ops/linalg.hpp"
 #include "ops/reduce.hpp"
 #include "ops/shape.hpp"
+#include "ops/softmax.hpp"
+#include "ops/loss.hpp"

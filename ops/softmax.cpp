@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: MIT
+#include "ops/softmax.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include "autodiff/check.hpp"
+#include "autodiff/tape.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/reduce.hpp"
+#include "ops/shape.hpp"
+
+namespace tapegrad {
+
+namespace {
+
+template <class T>
+using Row = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>, 0, Eigen::InnerStride<>>;
+template <class T>
+using MutRow = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>, 0, Eigen::InnerStride<>>;
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Validates and returns the normalised dim; K = 0 and NaN/+inf logits are errors.
+int check_softmax_input(const char* op, const Tensor& x, int dim) {
+  check_floating(op, "x", x);
+  const int d = check_dim(op, "x", x, dim);
+  if (x.dim() > 0 && x.size(d) == 0)
+    throw InvalidArgument(fmt::format("{}: x of shape {} has size 0 along dim {}; expected at least one class", op,
+                                      x.shape(), dim));
+  return d;
+}
+
+[[noreturn]] void throw_bad_logit(const char* op, const Tensor& x, int d, std::int64_t row, double v) {
+  throw InvalidArgument(fmt::format("{}: x (shape {}) has {} in row {} along dim {}; expected finite logits, or -inf "
+                                    "for masked entries",
+                                    op, x.shape(), std::isnan(v) ? "NaN" : "+inf", row, d, v));
+}
+
+enum class Kind { Softmax, LogSoftmax, LogSumExp };
+
+// Forward for every row of x seen as [outer, K, inner]. Softmax and LogSoftmax write K values
+// per row into out; LogSumExp writes one.
+template <class T>
+void forward_rows(const char* op, const Tensor& x, int d, Kind kind, Tensor& out) {
+  const DimSplit sp = split_at(x.shape(), d);
+  const T* px = x.data<T>();
+  T* po = out.mutable_data<T>();
+  const auto K = static_cast<Eigen::Index>(sp.size);
+  const auto stride = static_cast<Eigen::Index>(sp.inner);
+  for (std::int64_t o = 0; o < sp.outer; ++o)
+    for (std::int64_t i = 0; i < sp.inner; ++i) {
+      const std::int64_t base = o * sp.size * sp.inner + i;
+      Row<T> xr(px + base, K, Eigen::InnerStride<>(stride));
+      const T m = xr.template maxCoeff<Eigen::PropagateNaN>();
+      if (!(m < std::numeric_limits<T>::infinity())) throw_bad_logit(op, x, d, o * sp.inner + i, static_cast<double>(m));
+      const bool masked = m == -std::numeric_limits<T>::infinity();  // every entry -inf
+      if (kind == Kind::LogSumExp) {
+        po[o * sp.inner + i] = masked ? m : m + std::log((xr - m).exp().sum());
+        continue;
+      }
+      MutRow<T> yr(po + base, K, Eigen::InnerStride<>(stride));
+      if (masked) {
+        yr.setConstant(kind == Kind::Softmax ? T(0) : m);
+      } else if (kind == Kind::Softmax) {
+        yr = (xr - m).exp();
+        yr *= T(1) / yr.sum();
+      } else {
+        const T lse = m + std::log((xr - m).exp().sum());
+        yr = xr - lse;
+      }
+    }
+}
+
+template <class T>
+void softmax_backward_rows(const Tensor& y, const Tensor& g, int d, Tensor& dx) {
+  // dx = y * (g - <g, y>)
+  const DimSplit sp = split_at(y.shape(), d);
+  const auto K = static_cast<Eigen::Index>(sp.size);
+  const Eigen::InnerStride<> st(static_cast<Eigen::Index>(sp.inner));
+  for (std::int64_t o = 0; o < sp.outer; ++o)
+    for (std::int64_t i = 0; i < sp.inner; ++i) {
+      const std::int64_t base = o * sp.size * sp.inner + i;
+      Row<T> yr(y.data<T>() + base, K, st), gr(g.data<T>() + base, K, st);
+      MutRow<T> dr(dx.mutable_data<T>() + base, K, st);
+      const T dot = (gr * yr).sum();
+      dr = yr * (gr - dot);
+    }
+}
+
+template <class T>
+void log_softmax_backward_rows(const Tensor& y, const Tensor& g, int d, Tensor& dx) {
+  // dx = g - exp(y) * sum(g); a fully masked row (y all -inf) gets 0
+  const DimSplit sp = split_at(y.shape(), d);
+  const auto K = static_cast<Eigen::Index>(sp.size);
+  const Eigen::InnerStride<> st(static_cast<Eigen::Index>(sp.inner));
+  for (std::int64_t o = 0; o < sp.outer; ++o)
+    for (std::int64_t i = 0; i < sp.inner; ++i) {
+      const std::int64_t base = o * sp.size * sp.inner + i;
+      Row<T> yr(y.data<T>() + base, K, st), gr(g.data<T>() + base, K, st);
+      MutRow<T> dr(dx.mutable_data<T>() + base, K, st);
+      if (yr.maxCoeff() == -std::numeric_limits<T>::infinity())
+        dr.setZero();
+      else
+        dr = gr - yr.exp() * gr.sum();
+    }
+}
+
+template <class T>
+void logsumexp_backward_rows(const Tensor& x, const Tensor& lse, const Tensor& g, int d, Tensor& dx) {
+  // dx = g * exp(x - lse); a fully masked row (lse = -inf) gets 0
+  const DimSplit sp = split_at(x.shape(), d);
+  const auto K = static_cast<Eigen::Index>(sp.size);
+  const Eigen::InnerStride<> st(static_cast<Eigen::Index>(sp.inner));
+  for (std::int64_t o = 0; o < sp.outer; ++o)
+    for (std::int64_t i = 0; i < sp.inner; ++i) {
+      const std::int64_t base = o * sp.size * sp.inner + i;
+      const T l = lse.data<T>()[o * sp.inner + i];
+      const T gv = g.data<T>()[o * sp.inner + i];
+      Row<T> xr(x.data<T>() + base, K, st);
+      MutRow<T> dr(dx.mutable_data<T>() + base, K, st);
+      if (l == -std::numeric_limits<T>::infinity())
+        dr.setZero();
+      else
+        dr = gv * (xr - l).exp();
+    }
+}
+
+// Bool mask, x's shape with dim kept as 1: true where the whole row is -inf.
+Tensor fully_masked_rows(const Tensor& y, int d) { return isinf(max(y, d, /*keepdim=*/true)); }
+
+}  // namespace
+
+Tensor softmax(const Tensor& x, int dim) {
+  const int d = check_softmax_input("softmax", x, dim);
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch_float(x.dtype(), [&]<class T>() { forward_rows<T>("softmax", x, d, Kind::Softmax, y); });
+  record("softmax", {x}, y, [d](const Tensor& g, const Tensor& y) {
+    if (GradMode::is_enabled())  // create_graph: the formula, recorded
+      return Grads{mul(y, sub(g, sum(mul(g, y), d, /*keepdim=*/true)))};
+    Tensor dx = Tensor::empty(y.shape(), y.dtype());
+    dispatch_float(y.dtype(), [&]<class T>() { softmax_backward_rows<T>(y, g, d, dx); });
+    return Grads{dx};
+  }, /*save_out=*/true);
+  return y;
+}
+
+Tensor log_softmax(const Tensor& x, int dim) {
+  const int d = check_softmax_input("log_softmax", x, dim);
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch_float(x.dtype(), [&]<class T>() { forward_rows<T>("log_softmax", x, d, Kind::LogSoftmax, y); });
+  record("log_softmax", {x}, y, [d](const Tensor& g, const Tensor& y) {
+    if (GradMode::is_enabled()) {
+      // exp(y) = softmax(x) (0 at -inf entries); fully masked rows get zero gradient
+      Tensor dx = sub(g, mul(exp(y), sum(g, d, /*keepdim=*/true)));
+      return Grads{where(fully_masked_rows(y.detach(), d), 0.0, dx)};
+    }
+    Tensor dx = Tensor::empty(y.shape(), y.dtype());
+    dispatch_float(y.dtype(), [&]<class T>() { log_softmax_backward_rows<T>(y, g, d, dx); });
+    return Grads{dx};
+  }, /*save_out=*/true);
+  return y;
+}
+
+Tensor logsumexp(const Tensor& x, int dim, bool keepdim) {
+  const int d = check_softmax_input("logsumexp", x, dim);
+  Shape kept = x.shape();
+  if (kept.rank() > 0) kept[d] = 1;
+  Tensor y = Tensor::empty(kept, x.dtype());
+  dispatch_float(x.dtype(), [&]<class T>() { forward_rows<T>("logsumexp", x, d, Kind::LogSumExp, y); });
+  if (!keepdim && y.dim() > 0) {
+    Shape s = kept;
+    s.erase(d);
+    y = y.alias(s);
+  }
+  record("logsumexp", {x}, y, [d, keepdim](const Tensor& g, const Tensor& lse, const InputList& in) {
+    const Tensor& x = in[0];
+    if (GradMode::is_enabled()) {
+      const Tensor gk = keepdim || x.dim() == 0 ? g : unsqueeze(g, d);  // broadcast along dim
+      return Grads{mul(gk, softmax(x, d))};
+    }
+    // g and lse hold one value per row in the same order whether or not dim was kept.
+    Tensor dx = Tensor::empty(x.shape(), x.dtype());
+    dispatch_float(x.dtype(), [&]<class T>() { logsumexp_backward_rows<T>(x, lse, g, d, dx); });
+    return Grads{dx};
+  }, /*save_out=*/true);
+  return y;
+}
+
+// ---- temperature ----
+
+Tensor temperature_scale(const Tensor& logits, double temperature) {
+  check_floating("temperature_scale", "logits", logits);
+  if (!(temperature > 0) || !std::isfinite(temperature))
+    throw InvalidArgument(fmt::format("temperature_scale: temperature = {}; expected a finite T > 0 (softmax(x / T))",
+                                      temperature));
+  return div(logits, temperature);
+}
+
+Tensor temperature_scale(const Tensor& logits, const Tensor& temperature) {
+  check_floating("temperature_scale", "logits", logits);
+  check_floating("temperature_scale", "temperature", temperature);
+  check_same_dtype("temperature_scale", "logits", logits, "temperature", temperature);
+  const auto t = temperature.to_vector();
+  for (std::size_t i = 0; i < t.size(); ++i)
+    if (!(t[i] > 0) || !std::isfinite(t[i]))
+      throw InvalidArgument(fmt::format("temperature_scale: temperature element {} = {}; expected finite T > 0", i, t[i]));
+  return div(logits, temperature);
+}
+
+Tensor softmax(const Tensor& x, int dim, double temperature) { return softmax(temperature_scale(x, temperature), dim); }
+Tensor softmax(const Tensor& x, int dim, const Tensor& temperature) {
+  return softmax(temperature_scale(x, temperature), dim);
+}
+Tensor log_softmax(const Tensor& x, int dim, double temperature) {
+  return log_softmax(temperature_scale(x, temperature), dim);
+}
+Tensor log_softmax(const Tensor& x, int dim, const Tensor& temperature) {
+  return log_softmax(temperature_scale(x, temperature), dim);
+}
+
+}  // namespace tapegrad

@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// softmax, log_softmax and logsumexp along any dim, with analytic VJPs that never build the K x K
+// Jacobian. K = x.size(dim); "row" below means the K entries along dim for fixed other indices.
+//
+//   softmax      y = exp(x - max) / sum exp(x - max)          dx = y * (g - <g, y>)
+//   log_softmax  y = x - max - log sum exp(x - max)           dx = g - softmax(x) * sum(g)
+//   logsumexp    y = max + log sum exp(x - max)               dx = g * softmax(x)
+//
+// Max-subtraction keeps every finite logit finite (no overflow at 1e30, no 0/0 underflow).
+// Masks: -inf entries get probability 0 and gradient 0 (softmax, logsumexp) or gradient g
+// (log_softmax, whose derivative there is 1 - p = 1); never NaN.
+// Fully masked rows (every entry -inf): PyTorch returns NaN; tapegrad returns softmax 0,
+// log_softmax -inf and logsumexp -inf there, all with zero gradient.
+// NaN and +inf logits are errors (they have no meaningful probabilities). K = 0 is an error.
+//
+// With create_graph the VJPs run as the tensor-op formulas above (recorded, so second
+// derivatives work); otherwise a fused kernel computes the same numbers in one pass per row.
+#include "autodiff/tensor.hpp"
+
+namespace tapegrad {
+
+Tensor softmax(const Tensor& x, int dim);
+Tensor log_softmax(const Tensor& x, int dim);
+Tensor logsumexp(const Tensor& x, int dim, bool keepdim = false);
+
+// Temperature: softmax(x / T). T > 0 (finite) is required; as a tensor it may require grad (a
+// learned temperature for calibration), it must have x's dtype and broadcast against x (a rank-0
+// T is the usual case).  d/dT of x / T = -x / T^2.
+Tensor temperature_scale(const Tensor& logits, double temperature);
+Tensor temperature_scale(const Tensor& logits, const Tensor& temperature);
+Tensor softmax(const Tensor& x, int dim, double temperature);
+Tensor softmax(const Tensor& x, int dim, const Tensor& temperature);
+Tensor log_softmax(const Tensor& x, int dim, double temperature);
+Tensor log_softmax(const Tensor& x, int dim, const Tensor& temperature);
+
+}  // namespace tapegrad
