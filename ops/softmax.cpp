@@ -66,8 +66,8 @@ void forward_rows(const char* op, const Tensor& x, int d, Kind kind, Tensor& out
         yr = (xr - m).exp();
         yr *= T(1) / yr.sum();
       } else {
-        const T lse = m + std::log((xr - m).exp().sum());
-        yr = xr - lse;
+        // (x - m) - log sum: subtracting m first keeps log sum when |m| dwarfs it (m = 1e30)
+        yr = (xr - m) - std::log((xr - m).exp().sum());
       }
     }
 }
@@ -108,7 +108,8 @@ void log_softmax_backward_rows(const Tensor& y, const Tensor& g, int d, Tensor& 
 
 template <class T>
 void logsumexp_backward_rows(const Tensor& x, const Tensor& lse, const Tensor& g, int d, Tensor& dx) {
-  // dx = g * exp(x - lse); a fully masked row (lse = -inf) gets 0
+  // dx = g * softmax(x), as exp(x - m) / sum exp(x - m): exp(x - lse) would lose the answer when
+  // |lse| dwarfs log K (x = [1e30, 1e30] gives lse = 1e30 exactly). Fully masked rows get 0.
   const DimSplit sp = split_at(x.shape(), d);
   const auto K = static_cast<Eigen::Index>(sp.size);
   const Eigen::InnerStride<> st(static_cast<Eigen::Index>(sp.inner));
@@ -121,8 +122,11 @@ void logsumexp_backward_rows(const Tensor& x, const Tensor& lse, const Tensor& g
       MutRow<T> dr(dx.mutable_data<T>() + base, K, st);
       if (l == -std::numeric_limits<T>::infinity())
         dr.setZero();
-      else
-        dr = gv * (xr - l).exp();
+      else {
+        const T m = xr.maxCoeff();
+        dr = (xr - m).exp();
+        dr *= gv / dr.sum();
+      }
     }
 }
 
