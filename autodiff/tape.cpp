@@ -102,9 +102,18 @@ void accumulate(Tensor& slot, Tensor g) {
     slot = add(slot, g);  // recorded when create_graph is on (grad mode is on then)
 }
 
-void accumulate_leaf(TensorImpl& leaf, const Tensor& g, bool create_graph) {
+// True when nothing but `g` can see its values: then a leaf may keep it as .grad and later add
+// into it in place. (A VJP may hand back a view of a tensor the caller owns, e.g. grad_out.)
+bool exclusively_owned(const Tensor& g) {
+  const TensorImpl& t = g.impl();
+  return g.impl_ptr().use_count() == 1 && !t.requires_grad && (!t.storage || t.storage.use_count() == 1);
+}
+
+void accumulate_leaf(TensorImpl& leaf, Tensor g, bool create_graph) {
   if (!leaf.grad) {
-    leaf.grad = create_graph ? g.impl_ptr() : detached_copy(g).impl_ptr();
+    // Taking an exclusively owned gradient avoids a copy (and, for large ones, the page faults
+    // of a fresh allocation every step).
+    leaf.grad = create_graph || exclusively_owned(g) ? g.impl_ptr() : detached_copy(g).impl_ptr();
   } else if (create_graph || leaf.grad->requires_grad) {
     leaf.grad = add(Tensor(leaf.grad), g).impl_ptr();
   } else {
@@ -237,7 +246,7 @@ std::vector<Tensor> run_backward(Request r) {
         } else if (r.capture) {
           if (Tensor* c = capture_leaf(in.impl())) accumulate(*c, gs[k]);
         } else {
-          accumulate_leaf(in.impl(), gs[k], create);
+          accumulate_leaf(in.impl(), std::move(gs[k]), create);
         }
       }
     }

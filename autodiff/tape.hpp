@@ -188,7 +188,8 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
 struct TapeStats {
   std::size_t nodes = 0;        // entries on this thread's tape (live or released)
   std::size_t live_nodes = 0;   // entries still holding a VJP
-  std::size_t saved_bytes = 0;  // bytes of tensor values held by live nodes (inputs and saved outputs)
+  std::size_t saved_bytes = 0;  // bytes of live nodes' inputs and saved outputs (not buffers a VJP
+                                // closure captures privately, such as cross_entropy's)
 };
 TapeStats tape_stats();
 std::size_t tape_size();

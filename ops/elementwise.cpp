@@ -5,6 +5,7 @@
 
 #include "autodiff/check.hpp"
 #include "autodiff/tape.hpp"
+#include "ops/kernels.hpp"
 
 namespace tapegrad {
 
@@ -282,6 +283,7 @@ Tensor neg(const Tensor& x) {
 
 Tensor exp(const Tensor& x) {
   Tensor out = float_unary("exp", x, [](const auto& v) { return v.exp(); });
+  dispatch_float(out.dtype(), [&]<class T>() { kernels::flush_subnormal(out.mutable_array<T>()); });  // exp(-inf) = 0
   record("exp", {x}, out, [](const Tensor& g, const Tensor& y) { return Grads{mul(g, y)}; }, /*save_out=*/true);
   return out;
 }

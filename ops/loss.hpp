@@ -16,6 +16,26 @@
 //
 // When every target is ignored, reduction = mean gives 0 with zero gradient (PyTorch gives NaN,
 // from 0 / 0). nll_loss behaves the same.
+//
+// Numerics and policies (cross_entropy, nll_loss; where they differ from PyTorch it says so):
+//   - mean with nothing to divide by (every target ignored, an empty batch, or non-ignored target
+//     weights summing to 0) is 0 with zero gradient (PyTorch: NaN or inf).
+//   - A term whose coefficient is 0 contributes 0 even where its log-probability is -inf: ignored
+//     samples, zero probabilities in a target, zero class weights, label_smoothing = 1 (PyTorch
+//     gives NaN for some of these, e.g. probability targets with 0 on a -inf logit).
+//   - -inf logits are masked classes: probability 0 and gradient 0 there. A -inf logit at the
+//     target class (or any -inf logit with label_smoothing > 0 or a positive target probability)
+//     gives that sample a loss of +inf, as in PyTorch; its gradient is still p - y_eff (finite,
+//     the limit, what PyTorch returns too); other samples are unaffected. A sample whose logits are
+//     all -inf has p = 0 (an ignored one contributes 0 with gradient 0; PyTorch: NaN).
+//   - NaN or +inf logits are errors naming cross_entropy and the sample (nll_loss takes its
+//     log-probabilities as given).
+//   - weight (and probability targets) may require grad; the divisor of a weighted mean is
+//     differentiated too. PyTorch refuses a weight that requires grad for index targets without
+//     label smoothing.
+//   - Gradients: with create_graph the VJP is recorded as tensor ops (second derivatives work);
+//     otherwise a fused kernel computes the logits' gradient from exp(x - max) saved by the
+//     forward, in the same buffer (one [N, C] allocation per step for both).
 #include <cstdint>
 
 #include "autodiff/tensor.hpp"
@@ -30,7 +50,7 @@ enum class Reduction {
 };
 
 struct CrossEntropyOptions {
-  Tensor weight;                      // [C] per-class weights, or undefined
+  Tensor weight{};                    // [C] per-class weights, or undefined
   std::int64_t ignore_index = -100;   // index targets equal to it contribute nothing
   Reduction reduction = Reduction::Mean;
   double label_smoothing = 0.0;       // in [0, 1]
@@ -40,7 +60,7 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntro
 // nll_loss(log_probs, target): l_n = -w[t_n] log_probs[n, t_n]; shapes as cross_entropy with index
 // targets; mean divides by the summed weights of the non-ignored targets.
 struct NllLossOptions {
-  Tensor weight;
+  Tensor weight{};
   std::int64_t ignore_index = -100;
   Reduction reduction = Reduction::Mean;
 };
@@ -48,9 +68,13 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NllLossOpti
 
 // kl_div(input, target): input holds log-probabilities; pointwise
 //   l = target (log target - input)          (log_target = false; 0 where target = 0)
-//   l = exp(target) (target - input)         (log_target = true)
+//   l = exp(target) (target - input)         (log_target = true; 0 where target = -inf)
+// input and target have the same shape and dtype; target >= 0 unless log_target. The pointwise
+// loss is 0 wherever target = 0 (log_target: -inf), even where input is -inf (PyTorch: NaN there).
+// d/dtarget = log(target) + 1 - input, -inf at target = 0 (the one-sided limit; PyTorch: NaN).
 // reduction: none, sum, mean (over all elements, PyTorch's default), batchmean (sum / input.size(0),
-// the mathematically correct KL divergence per sample).
+// the mathematically correct KL divergence per sample; sum for a rank-0 input, as PyTorch). mean or
+// batchmean of no elements is 0.
 struct KlDivOptions {
   Reduction reduction = Reduction::Mean;
   bool log_target = false;
@@ -60,9 +84,13 @@ Tensor kl_div(const Tensor& input, const Tensor& target, const KlDivOptions& opt
 // binary_cross_entropy_with_logits(x, y): multi-label, stable for any finite logit;
 //   l = -w [pos_weight * y * log sigmoid(x) + (1 - y) * log sigmoid(-x)]
 // weight broadcasts to x's shape; pos_weight broadcasts along the last (class) dim, as in PyTorch.
+// Computed as PyTorch does: l = w [(1 - y) x + (1 + (pw - 1) y) softplus(-x)], softplus(-x) =
+// log1p(exp(-|x|)) + max(-x, 0); dx = w [(1 + (pw - 1) y) sigmoid(x) - pw y]. target has logits'
+// shape and dtype; weight and pos_weight must broadcast to it (all may require grad). Reduction
+// BatchMean is an error here (kl_div only), as for cross_entropy and nll_loss.
 struct BceWithLogitsOptions {
-  Tensor weight;
-  Tensor pos_weight;
+  Tensor weight{};
+  Tensor pos_weight{};
   Reduction reduction = Reduction::Mean;
 };
 Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target,

@@ -6,6 +6,7 @@
 
 #include "autodiff/check.hpp"
 #include "autodiff/tape.hpp"
+#include "ops/kernels.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/reduce.hpp"
 #include "ops/shape.hpp"
@@ -64,6 +65,7 @@ void forward_rows(const char* op, const Tensor& x, int d, Kind kind, Tensor& out
         yr.setConstant(kind == Kind::Softmax ? T(0) : m);
       } else if (kind == Kind::Softmax) {
         yr = (xr - m).exp();
+        kernels::flush_subnormal(yr);  // -inf entries: exactly 0
         yr *= T(1) / yr.sum();
       } else {
         // (x - m) - log sum: subtracting m first keeps log sum when |m| dwarfs it (m = 1e30)
@@ -99,10 +101,13 @@ void log_softmax_backward_rows(const Tensor& y, const Tensor& g, int d, Tensor& 
       const std::int64_t base = o * sp.size * sp.inner + i;
       Row<T> yr(y.data<T>() + base, K, st), gr(g.data<T>() + base, K, st);
       MutRow<T> dr(dx.mutable_data<T>() + base, K, st);
-      if (yr.maxCoeff() == -std::numeric_limits<T>::infinity())
+      if (yr.maxCoeff() == -std::numeric_limits<T>::infinity()) {
         dr.setZero();
-      else
-        dr = gr - yr.exp() * gr.sum();
+      } else {
+        dr = yr.exp();
+        kernels::flush_subnormal(dr);  // exp(-inf) = 0 exactly: dx = g at masked entries
+        dr = gr - dr * gr.sum();
+      }
     }
 }
 
@@ -125,6 +130,7 @@ void logsumexp_backward_rows(const Tensor& x, const Tensor& lse, const Tensor& g
       else {
         const T m = xr.maxCoeff();
         dr = (xr - m).exp();
+        kernels::flush_subnormal(dr);
         dr *= gv / dr.sum();
       }
     }

@@ -33,6 +33,20 @@ TEST_CASE("tape: leaves never share one gradient buffer", "[tape]") {
   REQUIRE(b.grad().item() == 1.0);
 }
 
+TEST_CASE("tape: accumulating into .grad never writes into the caller's grad_out", "[tape]") {
+  Tensor x = tensor({{1.0, 2.0}, {3.0, 4.0}}, kFloat64).requires_grad_();
+  Tensor go = tensor({1.0, 2.0, 3.0, 4.0}, kFloat64);
+  backward(reshape(x, {4}), go);  // reshape's VJP hands back a view of go
+  backward(reshape(x, {4}), go);  // the second backward adds into x.grad in place
+  REQUIRE(go.to_vector() == std::vector<double>{1.0, 2.0, 3.0, 4.0});
+  REQUIRE(x.grad().to_vector() == std::vector<double>{2.0, 4.0, 6.0, 8.0});
+  // A large fresh gradient is taken over rather than copied, and still accumulates.
+  Tensor big = zeros({1000}, kFloat64).requires_grad_();
+  backward(sum(big * 2.0));
+  backward(sum(big * 3.0));
+  REQUIRE(big.grad().at({999}) == 5.0);
+}
+
 TEST_CASE("tape: backward through a released graph says to pass retain_graph", "[tape][bad]") {
   Tensor x = tensor({2.0}, kFloat64).requires_grad_();
   Tensor y = total(x * x);

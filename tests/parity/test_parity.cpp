@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: MIT
+// Parity with PyTorch: every case in tests/parity/fixtures/*.json (written by make_fixtures.py
+// with PyTorch; see README.md there) is rebuilt as tapegrad tensors, run through the tapegrad op,
+// differentiated with the fixture's upstream gradient, and compared element by element:
+//
+//   |tapegrad - torch| <= rtol * max(|torch|, floor)       float64: rtol 1e-10, floor 1e-4
+//                                                          float32: rtol 1e-5,  floor 1e-1
+//
+// The floor is an absolute tolerance of rtol * floor (1e-14 in float64, 1e-6 in float32: a few
+// dozen / a few units in the last place of 1) for values near 0: those come from cancellation
+// (softmax's g - <g, y>, p - y) between terms of order 1 (inputs and upstream gradients are of
+// order 1), whose rounding error is about eps * 1, not eps * |result|. Infinities must match
+// exactly (-inf == -inf), NaN matches NaN (no fixture holds NaN).
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "testing.hpp"
+
+namespace {
+
+using json = nlohmann::json;
+using namespace tapegrad;
+
+const std::filesystem::path kFixtureDir = std::filesystem::path(TAPEGRAD_SOURCE_DIR) / "tests" / "parity" / "fixtures";
+
+struct Tolerance {
+  double rtol;
+  double floor;
+};
+Tolerance tolerance(DType d) { return d == kFloat64 ? Tolerance{1e-10, 1e-4} : Tolerance{1e-5, 1e-1}; }
+
+// ---- reading fixtures ----
+double number(const json& v) {
+  if (v.is_string()) {
+    const auto& s = v.get_ref<const std::string&>();
+    if (s == "inf") return std::numeric_limits<double>::infinity();
+    if (s == "-inf") return -std::numeric_limits<double>::infinity();
+    if (s == "nan") return std::numeric_limits<double>::quiet_NaN();
+    throw std::runtime_error("fixture: unknown number string \"" + s + "\"");
+  }
+  return v.get<double>();
+}
+
+DType parse_dtype(const std::string& s) {
+  if (s == "float64") return kFloat64;
+  if (s == "float32") return kFloat32;
+  if (s == "int64") return kInt64;
+  throw std::runtime_error("fixture: unknown dtype \"" + s + "\"");
+}
+
+Shape parse_shape(const json& j) { return Shape(j.at("shape").get<std::vector<std::int64_t>>()); }
+
+Tensor to_tensor(const json& j) {
+  const Shape shape = parse_shape(j);
+  const DType dtype = parse_dtype(j.at("dtype").get<std::string>());
+  const json& values = j.at("values");
+  if (dtype == kInt64) return from_vector(values.get<std::vector<std::int64_t>>(), shape);
+  std::vector<double> v;
+  v.reserve(values.size());
+  for (const json& x : values) v.push_back(number(x));
+  return from_vector(v, shape, dtype);
+}
+
+std::vector<json> load_cases(const std::string& file) {
+  const auto path = kFixtureDir / file;
+  INFO("fixture file " << path.string() << " (regenerate: /usr/bin/python3 tests/parity/make_fixtures.py)");
+  std::ifstream in(path);
+  REQUIRE(in.good());
+  const json all = json::parse(in);
+  REQUIRE(all.is_array());
+  REQUIRE(!all.empty());
+  return all.get<std::vector<json>>();
+}
+
+// ---- comparing ----
+std::string index_str(const Shape& shape, std::int64_t flat) {
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(shape.rank()));
+  for (int d = shape.rank() - 1; d >= 0; --d) {
+    idx[static_cast<std::size_t>(d)] = flat % shape[d];
+    flat /= shape[d];
+  }
+  return fmt::format("[{}]", fmt::join(idx, ", "));
+}
+
+bool agrees(double a, double b, Tolerance tol) {
+  if (std::isnan(b)) return std::isnan(a);
+  if (std::isinf(b) || std::isinf(a) || std::isnan(a)) return a == b;
+  return std::abs(a - b) <= tol.rtol * std::max(std::abs(b), tol.floor);
+}
+
+// Appends one line per mismatching element of `what` (the first few, then a count) to `why`.
+void compare(const std::string& what, const Tensor& actual, const json& expected, std::string& why) {
+  const Shape shape = parse_shape(expected);
+  const DType dtype = parse_dtype(expected.at("dtype").get<std::string>());
+  if (!actual.defined()) {
+    why += fmt::format("  {}: tapegrad gave no tensor (torch: shape {})\n", what, shape);
+    return;
+  }
+  if (actual.shape() != shape || actual.dtype() != dtype) {
+    why += fmt::format("  {}: tapegrad shape {} {} vs torch {} {}\n", what, actual.shape(), dtype_name(actual.dtype()),
+                       shape, dtype_name(dtype));
+    return;
+  }
+  const Tolerance tol = tolerance(dtype);
+  const std::vector<double> a = actual.to_vector();
+  const json& b = expected.at("values");
+  int bad = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double e = number(b[i]);
+    if (agrees(a[i], e, tol)) continue;
+    if (++bad <= 4)
+      why += fmt::format("  {}{} (element {}): tapegrad {:.17g} vs torch {:.17g} (|diff| {:.3g}, allowed {:.3g})\n",
+                         what, index_str(shape, static_cast<std::int64_t>(i)), i, a[i], e, std::abs(a[i] - e),
+                         tol.rtol * std::max(std::abs(e), tol.floor));
+  }
+  if (bad > 4) why += fmt::format("  {}: {} mismatching elements of {} in all\n", what, bad, a.size());
+}
+
+// ---- running one case ----
+int opt_int(const json& c, const char* key) { return c.at("options").at(key).get<int>(); }
+
+// The tapegrad op for a softmax-family case; `t` holds the case's tensors by fixture name.
+Tensor run_softmax_family(const std::string& op, const json& c, const std::map<std::string, Tensor>& t) {
+  const Tensor& x = t.at("input");
+  const json& o = c.at("options");
+  const int dim = opt_int(c, "dim");
+  if (op == "logsumexp") return logsumexp(x, dim, o.at("keepdim").get<bool>());
+  const bool log = op == "log_softmax";
+  if (o.contains("temperature")) {
+    const double T = o.at("temperature").get<double>();
+    return log ? log_softmax(x, dim, T) : softmax(x, dim, T);
+  }
+  if (t.count("temperature")) return log ? log_softmax(x, dim, t.at("temperature")) : softmax(x, dim, t.at("temperature"));
+  return log ? log_softmax(x, dim) : softmax(x, dim);
+}
+
+Reduction parse_reduction(const std::string& r) {
+  if (r == "none") return Reduction::None;
+  if (r == "mean") return Reduction::Mean;
+  if (r == "sum") return Reduction::Sum;
+  if (r == "batchmean") return Reduction::BatchMean;
+  throw std::runtime_error("fixture: unknown reduction \"" + r + "\"");
+}
+
+Tensor optional(const std::map<std::string, Tensor>& t, const char* key) {
+  const auto it = t.find(key);
+  return it == t.end() ? Tensor() : it->second;
+}
+
+// The tapegrad loss for a loss case (PyTorch's option names map one to one onto the options structs).
+Tensor run_loss(const std::string& op, const json& c, const std::map<std::string, Tensor>& t) {
+  const json& o = c.at("options");
+  const Tensor& input = t.at("input");
+  const Tensor& target = t.at("target");
+  const Reduction reduction = parse_reduction(o.at("reduction").get<std::string>());
+  if (op == "cross_entropy") {
+    CrossEntropyOptions opt;
+    opt.weight = optional(t, "weight");
+    opt.ignore_index = o.at("ignore_index").get<std::int64_t>();
+    opt.reduction = reduction;
+    opt.label_smoothing = o.at("label_smoothing").get<double>();
+    return cross_entropy(input, target, opt);
+  }
+  if (op == "nll_loss") {
+    NllLossOptions opt;
+    opt.weight = optional(t, "weight");
+    opt.ignore_index = o.at("ignore_index").get<std::int64_t>();
+    opt.reduction = reduction;
+    return nll_loss(input, target, opt);
+  }
+  if (op == "kl_div") {
+    KlDivOptions opt;
+    opt.reduction = reduction;
+    opt.log_target = o.at("log_target").get<bool>();
+    return kl_div(input, target, opt);
+  }
+  if (op == "binary_cross_entropy_with_logits") {
+    BceWithLogitsOptions opt;
+    opt.weight = optional(t, "weight");
+    opt.pos_weight = optional(t, "pos_weight");
+    opt.reduction = reduction;
+    return binary_cross_entropy_with_logits(input, target, opt);
+  }
+  throw std::runtime_error("fixture: unknown loss \"" + op + "\"");
+}
+
+using OpRunner = Tensor (*)(const std::string& op, const json& c, const std::map<std::string, Tensor>& t);
+
+// The case's tensors by fixture name, fresh leaves; those with an expected gradient require grad.
+std::map<std::string, Tensor> make_inputs(const json& c) {
+  std::map<std::string, Tensor> t;
+  for (const char* key : {"input", "target", "weight", "pos_weight", "temperature"})
+    if (c.contains(key)) t[key] = to_tensor(c.at(key));
+  for (const auto& [key, _] : c.at("grads").items()) {
+    if (!t.count(key)) throw std::runtime_error("fixture has a gradient for \"" + key + "\" but no such tensor");
+    t[key].requires_grad_();
+  }
+  return t;
+}
+
+// Runs one case twice: backward() into .grad (the fused kernels), then tapegrad::grad with
+// create_graph (the recorded tensor-op VJPs, separate code). Returns "" when everything agrees,
+// else a report naming the case and the elements.
+std::string run_case(const json& c, OpRunner runner) {
+  const std::string name = c.at("name").get<std::string>();
+  const std::string op = c.at("op").get<std::string>();
+  const json& grads = c.at("grads");
+  std::string why;
+  try {
+    std::map<std::string, Tensor> t = make_inputs(c);
+    const Tensor out = runner(op, c, t);
+    compare("output", out, c.at("output"), why);
+    if (why.empty()) {  // no point comparing gradients of a wrong output
+      const Tensor g = to_tensor(c.at("grad_out"));
+      if (g.dim() == 0 && g.item() == 1.0 && out.dim() == 0)
+        backward(out);  // scalar loss: the ordinary backward(loss)
+      else
+        backward(out, g);
+      for (const auto& [key, expected] : grads.items()) compare("grad " + key, t.at(key).grad(), expected, why);
+
+      std::map<std::string, Tensor> t2 = make_inputs(c);
+      const Tensor out2 = runner(op, c, t2);
+      std::vector<Tensor> wrt;
+      for (const auto& [key, _] : grads.items()) wrt.push_back(t2.at(key));
+      GradOptions options;
+      options.create_graph = true;
+      const std::vector<Tensor> gs = tapegrad::grad({out2}, wrt, {g}, options);
+      std::size_t k = 0;
+      for (const auto& [key, expected] : grads.items()) compare("grad " + key + " (create_graph)", gs[k++], expected, why);
+    }
+  } catch (const std::exception& e) {
+    why += fmt::format("  threw: {}\n", e.what());
+  }
+  return why.empty() ? why : name + ":\n" + why;
+}
+
+void run_file(const std::string& file, const std::string& op, OpRunner runner) {
+  const std::vector<json> cases = load_cases(file);
+  int failed = 0;
+  for (const json& c : cases) {
+    REQUIRE(c.at("op").get<std::string>() == op);
+    const std::string why = run_case(c, runner);
+    if (!why.empty()) ++failed;
+    INFO(why);
+    CHECK(why.empty());
+  }
+  INFO(fmt::format("{}: {} of {} cases disagree with PyTorch", file, failed, cases.size()));
+  CHECK(failed == 0);
+}
+
+// Fixture files this test knows; a fixture without a test (or a test without its fixture) fails.
+const std::set<std::string> kKnownFixtures = {"softmax.json",       "log_softmax.json", "logsumexp.json",
+                                               "cross_entropy.json", "nll_loss.json",    "kl_div.json",
+                                               "binary_cross_entropy_with_logits.json"};
+
+}  // namespace
+
+TEST_CASE("parity: every fixture file is read by a test", "[parity]") {
+  INFO("fixture directory " << kFixtureDir.string());
+  REQUIRE(std::filesystem::is_directory(kFixtureDir));
+  std::set<std::string> found;
+  for (const auto& entry : std::filesystem::directory_iterator(kFixtureDir))
+    if (entry.path().extension() == ".json") found.insert(entry.path().filename().string());
+  for (const auto& f : kKnownFixtures) {
+    INFO("missing fixture " << f);
+    CHECK(found.count(f) == 1);
+  }
+  for (const auto& f : found) {
+    INFO("fixture " << f << " is not read by test_parity.cpp");
+    CHECK(kKnownFixtures.count(f) == 1);
+  }
+}
+
+TEST_CASE("parity: softmax matches PyTorch", "[parity][softmax]") {
+  run_file("softmax.json", "softmax", run_softmax_family);
+}
+
+TEST_CASE("parity: log_softmax matches PyTorch", "[parity][softmax]") {
+  run_file("log_softmax.json", "log_softmax", run_softmax_family);
+}
+
+TEST_CASE("parity: logsumexp matches PyTorch", "[parity][softmax]") {
+  run_file("logsumexp.json", "logsumexp", run_softmax_family);
+}
+
+TEST_CASE("parity: cross_entropy matches PyTorch", "[parity][loss]") {
+  run_file("cross_entropy.json", "cross_entropy", run_loss);
+}
+
+TEST_CASE("parity: nll_loss matches PyTorch", "[parity][loss]") { run_file("nll_loss.json", "nll_loss", run_loss); }
+
+TEST_CASE("parity: kl_div matches PyTorch", "[parity][loss]") { run_file("kl_div.json", "kl_div", run_loss); }
+
+TEST_CASE("parity: binary_cross_entropy_with_logits matches PyTorch", "[parity][loss]") {
+  run_file("binary_cross_entropy_with_logits.json", "binary_cross_entropy_with_logits", run_loss);
+}
