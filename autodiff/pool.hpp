@@ -5,6 +5,8 @@
 // them in reverse order, a pattern that defeats malloc's per-thread cache; free lists per size
 // class make each allocation a few instructions. Blocks freed on another thread join that
 // thread's lists (memory is interchangeable); lists are capped, the excess goes back to malloc.
+// Larger blocks (tensor values) are cached by size, up to 128 MiB per thread, so a training loop
+// reuses the same memory every step instead of faulting fresh pages in.
 #include <cstddef>
 #include <memory>
 #include <new>
@@ -15,6 +17,9 @@ inline constexpr std::size_t kPoolGranule = 16;
 inline constexpr std::size_t kPoolMaxBytes = 1024;  // larger blocks come from operator new
 
 void* pool_allocate(std::size_t bytes);
+// Hands this thread's cached large blocks (tensor values above 1 KiB, at most 128 MiB) back to
+// malloc. Useful after a phase with big tensors that will not come back.
+void empty_cache();
 void pool_deallocate(void* p, std::size_t bytes) noexcept;
 
 template <class T>

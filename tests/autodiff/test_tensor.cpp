@@ -169,3 +169,20 @@ TEST_CASE("generator: same seed same numbers, sensible distributions", "[tensor]
   REQUIRE_THROWS_WITH(randint(3, 3, {1}, g), Contains("low < high"));
   REQUIRE_THROWS_WITH(rand({2}, g, kInt64), Contains("float32 or float64"));
 }
+
+TEST_CASE("tensor: recycled storage is never shared by two live tensors", "[tensor][memory]") {
+  // Large values come from a per-thread cache of freed blocks: churn it, then check that tensors
+  // alive at the same time hold distinct, intact values.
+  std::vector<Tensor> live;
+  for (int round = 0; round < 50; ++round) {
+    Tensor t = full({4096}, static_cast<double>(round), kFloat64);
+    if (round % 5 == 0) live.push_back(t);
+  }
+  for (std::size_t i = 0; i < live.size(); ++i) {
+    REQUIRE(live[i].at({0}) == static_cast<double>(5 * i));
+    REQUIRE(live[i].at({4095}) == static_cast<double>(5 * i));
+    for (std::size_t j = i + 1; j < live.size(); ++j) REQUIRE(live[i].data<double>() != live[j].data<double>());
+  }
+  detail::empty_cache();  // hands the cached blocks back; live tensors are unaffected
+  REQUIRE(live.back().at({100}) == 45.0);
+}
