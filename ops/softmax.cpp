@@ -108,84 +108,57 @@ void forward_rows(const char* op, const Tensor& x, int d, Kind kind, Tensor& out
     }
 }
 
-template <class T, class S>
-void softmax_backward_rows(const Tensor& y, const Tensor& g, int d, Tensor& dx) {
-  // dx = y * (g - <g, y>)
-  const DimSplit sp = split_at(y.shape(), d);
+// Calls f(base, row, K, stride) for every row along d: base is the flat offset of the row's first
+// element, row its number in the row-major order of the other dims (the index of a reduced value).
+template <class S, class F>
+void for_each_row(const Shape& shape, int d, F&& f) {
+  const DimSplit sp = split_at(shape, d);
   const auto K = static_cast<Eigen::Index>(sp.size);
   const S st(static_cast<Eigen::Index>(sp.inner));
   for (std::int64_t o = 0; o < sp.outer; ++o)
-    for (std::int64_t i = 0; i < sp.inner; ++i) {
-      const std::int64_t base = o * sp.size * sp.inner + i;
-      Row<T, S> yr(y.data<T>() + base, K, st), gr(g.data<T>() + base, K, st);
-      MutRow<T, S> dr(dx.mutable_data<T>() + base, K, st);
-      const T dot = (gr * yr).sum();
-      dr = yr * (gr - dot);
-    }
+    for (std::int64_t i = 0; i < sp.inner; ++i) f(o * sp.size * sp.inner + i, o * sp.inner + i, K, st);
+}
+
+template <class T, class S>
+void softmax_backward_rows(const Tensor& y, const Tensor& g, int d, Tensor& dx) {
+  // dx = y * (g - <g, y>)
+  for_each_row<S>(y.shape(), d, [&](std::int64_t base, std::int64_t, Eigen::Index K, const S& st) {
+    Row<T, S> yr(y.data<T>() + base, K, st), gr(g.data<T>() + base, K, st);
+    MutRow<T, S> dr(dx.mutable_data<T>() + base, K, st);
+    const T dot = (gr * yr).sum();
+    dr = yr * (gr - dot);
+  });
 }
 
 // dx = g - p * sum(g) with p = softmax(x) saved by the forward; fully masked rows (p = 0) get 0
 template <class T, class S>
 void log_softmax_backward_saved_rows(const Tensor& p, const Tensor& g, int d, Tensor& dx) {
-  const DimSplit sp = split_at(p.shape(), d);
-  const auto K = static_cast<Eigen::Index>(sp.size);
-  const S st(static_cast<Eigen::Index>(sp.inner));
-  for (std::int64_t o = 0; o < sp.outer; ++o)
-    for (std::int64_t i = 0; i < sp.inner; ++i) {
-      const std::int64_t base = o * sp.size * sp.inner + i;
-      Row<T, S> pr(p.data<T>() + base, K, st), gr(g.data<T>() + base, K, st);
-      MutRow<T, S> dr(dx.mutable_data<T>() + base, K, st);
-      if (pr.maxCoeff() == T(0))
-        dr.setZero();
-      else
-        dr = gr - pr * gr.sum();
-    }
-}
-
-template <class T, class S>
-void log_softmax_backward_rows(const Tensor& y, const Tensor& g, int d, Tensor& dx) {
-  // dx = g - exp(y) * sum(g); a fully masked row (y all -inf) gets 0
-  const DimSplit sp = split_at(y.shape(), d);
-  const auto K = static_cast<Eigen::Index>(sp.size);
-  const S st(static_cast<Eigen::Index>(sp.inner));
-  for (std::int64_t o = 0; o < sp.outer; ++o)
-    for (std::int64_t i = 0; i < sp.inner; ++i) {
-      const std::int64_t base = o * sp.size * sp.inner + i;
-      Row<T, S> yr(y.data<T>() + base, K, st), gr(g.data<T>() + base, K, st);
-      MutRow<T, S> dr(dx.mutable_data<T>() + base, K, st);
-      if (yr.maxCoeff() == -std::numeric_limits<T>::infinity()) {
-        dr.setZero();
-      } else {
-        dr = yr.exp();
-        if (yr.minCoeff() < kExpLow<T>) kernels::flush_subnormal(dr);  // exp(-inf) = 0: dx = g at masked entries
-        dr = gr - dr * gr.sum();
-      }
-    }
+  for_each_row<S>(p.shape(), d, [&](std::int64_t base, std::int64_t, Eigen::Index K, const S& st) {
+    Row<T, S> pr(p.data<T>() + base, K, st), gr(g.data<T>() + base, K, st);
+    MutRow<T, S> dr(dx.mutable_data<T>() + base, K, st);
+    if (pr.maxCoeff() == T(0))
+      dr.setZero();
+    else
+      dr = gr - pr * gr.sum();
+  });
 }
 
 template <class T, class S>
 void logsumexp_backward_rows(const Tensor& x, const Tensor& lse, const Tensor& g, int d, Tensor& dx) {
   // dx = g * softmax(x), as exp(x - m) / sum exp(x - m): exp(x - lse) would lose the answer when
   // |lse| dwarfs log K (x = [1e30, 1e30] gives lse = 1e30 exactly). Fully masked rows get 0.
-  const DimSplit sp = split_at(x.shape(), d);
-  const auto K = static_cast<Eigen::Index>(sp.size);
-  const S st(static_cast<Eigen::Index>(sp.inner));
-  for (std::int64_t o = 0; o < sp.outer; ++o)
-    for (std::int64_t i = 0; i < sp.inner; ++i) {
-      const std::int64_t base = o * sp.size * sp.inner + i;
-      const T l = lse.data<T>()[o * sp.inner + i];
-      const T gv = g.data<T>()[o * sp.inner + i];
-      Row<T, S> xr(x.data<T>() + base, K, st);
-      MutRow<T, S> dr(dx.mutable_data<T>() + base, K, st);
-      if (l == -std::numeric_limits<T>::infinity())
-        dr.setZero();
-      else {
-        const T m = xr.maxCoeff();
-        dr = (xr - m).exp();
-        if (xr.minCoeff() - m < kExpLow<T>) kernels::flush_subnormal(dr);
-        dr *= gv / dr.sum();
-      }
+  for_each_row<S>(x.shape(), d, [&](std::int64_t base, std::int64_t row, Eigen::Index K, const S& st) {
+    Row<T, S> xr(x.data<T>() + base, K, st);
+    MutRow<T, S> dr(dx.mutable_data<T>() + base, K, st);
+    if (lse.data<T>()[row] == -std::numeric_limits<T>::infinity()) {
+      dr.setZero();
+    } else {
+      const T m = xr.maxCoeff();
+      dr = (xr - m).exp();
+      if (xr.minCoeff() - m < kExpLow<T>) kernels::flush_subnormal(dr);
+      dr *= g.data<T>()[row] / dr.sum();
     }
+  });
 }
 
 // Bool mask, x's shape with dim kept as 1: true where the whole row is -inf.
