@@ -123,34 +123,27 @@ double dot(const std::vector<double>& a, const std::vector<double>& b) {
   return s;
 }
 
-// Copies of the inputs to perturb (the caller's tensors are never written): inputs to
-// differentiate get their own storage and requires_grad (so functions that differentiate
-// internally, like gradgradcheck's, still work); the others are shared as they are.
-std::vector<Tensor> perturbable_copies(const std::vector<Tensor>& inputs, const std::vector<bool>& req) {
-  std::vector<Tensor> c(inputs.size());
-  for (std::size_t k = 0; k < inputs.size(); ++k) {
-    if (req[k]) {
-      c[k] = inputs[k].contiguous_copy_detached();
-      c[k].requires_grad_(true);
-    } else {
-      c[k] = inputs[k];
-    }
-  }
-  return c;
-}
-
-// Fresh leaves for the reverse-mode passes: the caller's graph and .grad are left alone.
-std::vector<Tensor> fresh_leaves(const std::vector<Tensor>& inputs, const std::vector<bool>& req) {
+// Leaves standing in for the inputs, so the caller's graph, .grad and values are never touched:
+// inputs to differentiate become fresh leaves with requires_grad, the others are shared as they
+// are. Perturbed copies (own_storage) get their own values to write into; reverse-mode passes
+// share the inputs' storage.
+std::vector<Tensor> stand_in_leaves(const std::vector<Tensor>& inputs, const std::vector<bool>& req, bool own_storage) {
   std::vector<Tensor> l(inputs.size());
   for (std::size_t k = 0; k < inputs.size(); ++k) {
     if (req[k]) {
-      l[k] = inputs[k].detach();
+      l[k] = own_storage ? inputs[k].contiguous_copy_detached() : inputs[k].detach();
       l[k].requires_grad_(true);
     } else {
       l[k] = inputs[k];
     }
   }
   return l;
+}
+std::vector<Tensor> perturbable_copies(const std::vector<Tensor>& inputs, const std::vector<bool>& req) {
+  return stand_in_leaves(inputs, req, /*own_storage=*/true);
+}
+std::vector<Tensor> fresh_leaves(const std::vector<Tensor>& inputs, const std::vector<bool>& req) {
+  return stand_in_leaves(inputs, req, /*own_storage=*/false);
 }
 
 // Evaluates F once, without recording, on the inputs' values; gives the output layout.

@@ -21,6 +21,7 @@
 #include <Eigen/Dense>
 
 #include "tapegrad.hpp"
+#include "bench_main.hpp"
 
 #if TAPEGRAD_HAVE_TORCH
 #include <torch/torch.h>
@@ -214,18 +215,4 @@ BENCHMARK(memory_training_loop)->Name("memory/100_mlp_steps")->Unit(benchmark::k
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  benchmark::AddCustomContext("eigen_threads", std::to_string(Eigen::nbThreads()));
-#if TAPEGRAD_HAVE_TORCH
-  torch::set_num_threads(1);
-  benchmark::AddCustomContext("torch_threads", "1");
-  benchmark::AddCustomContext("process", "multi-threaded (libtorch linked)");
-#else
-  benchmark::AddCustomContext("process", "single-threaded; libtorch figures: bench_core_torch (needs libtorch-dev)");
-#endif
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return tapegrad::bench::run_main(argc, argv, "bench_core"); }

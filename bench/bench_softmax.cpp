@@ -27,6 +27,7 @@
 #include <Eigen/Core>
 
 #include "tapegrad.hpp"
+#include "bench_main.hpp"
 
 #if TAPEGRAD_HAVE_TORCH
 #include <torch/torch.h>
@@ -207,20 +208,8 @@ void register_all() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  benchmark::AddCustomContext("eigen_threads", std::to_string(Eigen::nbThreads()));
-#if TAPEGRAD_HAVE_TORCH
-  torch::set_num_threads(1);
-  benchmark::AddCustomContext("torch_threads", "1");
-  benchmark::AddCustomContext("process", "multi-threaded (libtorch linked)");
-#else
-  benchmark::AddCustomContext("process", "single-threaded; libtorch figures: bench_softmax_torch (needs libtorch-dev)");
-#endif
   benchmark::AddCustomContext("bandwidth", "bytes an ideal implementation moves per step / time; softmax and "
                                            "log_softmax 5 x B x K x 4, cross_entropy 3 x B x K x 4");
   register_all();
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return tapegrad::bench::run_main(argc, argv, "bench_softmax");
 }

@@ -531,6 +531,17 @@ void write_reduced(Tensor& out, const ClassLossConfig& c, double total) {
 
 // ---------------------------------------------------------------- cross_entropy
 
+namespace {
+// Records a class loss: inputs (x, target[, weight]), so the VJP finds the weight at in[2].
+template <class F>
+void record_class_loss(const char* op, const Tensor& x, const Tensor& target, const Tensor& weight, Tensor& out, F&& vjp) {
+  if (weight.defined())
+    record(op, {x, target, weight}, out, std::forward<F>(vjp), /*save_out=*/true);
+  else
+    record(op, {x, target}, out, std::forward<F>(vjp), /*save_out=*/true);
+}
+}  // namespace
+
 Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntropyOptions& options) {
   const char* op = "cross_entropy";
   const ClassLayout L = check_class_loss(op, "input", input, target, options.weight, options.reduction,
@@ -585,10 +596,7 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntro
     r[0] = std::move(dx);
     return r;
   };
-  if (options.weight.defined())
-    record(op, {input, target, options.weight}, out, std::move(vjp), /*save_out=*/true);
-  else
-    record(op, {input, target}, out, std::move(vjp), /*save_out=*/true);
+  record_class_loss(op, input, target, options.weight, out, std::move(vjp));
   return out;
 }
 
@@ -627,10 +635,7 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NllLossOpti
     }
     return r;
   };
-  if (options.weight.defined())
-    record(op, {log_probs, target, options.weight}, out, std::move(vjp), /*save_out=*/true);
-  else
-    record(op, {log_probs, target}, out, std::move(vjp), /*save_out=*/true);
+  record_class_loss(op, log_probs, target, options.weight, out, std::move(vjp));
   return out;
 }
 

@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// The main() every benchmark program shares: thread context lines, then Google Benchmark.
+#include <string>
+
+#include <benchmark/benchmark.h>
+
+#include <Eigen/Core>
+
+#if TAPEGRAD_HAVE_TORCH
+#include <torch/torch.h>
+#endif
+
+namespace tapegrad::bench {
+
+// `program` names the binary whose _torch twin carries the libtorch figures.
+inline int run_main(int argc, char** argv, const std::string& program) {
+  benchmark::AddCustomContext("eigen_threads", std::to_string(Eigen::nbThreads()));
+#if TAPEGRAD_HAVE_TORCH
+  (void)program;
+  torch::set_num_threads(1);
+  benchmark::AddCustomContext("torch_threads", "1");
+  benchmark::AddCustomContext("process", "multi-threaded (libtorch linked)");
+#else
+  benchmark::AddCustomContext("process",
+                              "single-threaded; libtorch figures: " + program + "_torch (needs libtorch-dev)");
+#endif
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
+
+}  // namespace tapegrad::bench
