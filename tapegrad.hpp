@@ -16,3 +16,4 @@
 #include "ops/shape.hpp"
 #include "ops/softmax.hpp"
 #include "ops/loss.hpp"
+#include "nn/nn.hpp"

@@ -2,6 +2,7 @@
 #include "ops/elementwise.hpp"
 
 #include <cmath>
+#include <numbers>
 
 #include "autodiff/check.hpp"
 #include "autodiff/tape.hpp"
@@ -355,6 +356,55 @@ Tensor relu(const Tensor& x) {
   record("relu", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
     const Tensor& x = in[0];
     return Grads{where(gt(x, 0.0), g, 0.0)}; });
+  return out;
+}
+
+Tensor erf(const Tensor& x) {
+  Tensor out = float_unary("erf", x, [](const auto& v) {
+    using T = typename std::decay_t<decltype(v)>::Scalar;
+    return v.unaryExpr([](T a) { return std::erf(a); });
+  });
+  record("erf", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
+    const Tensor& x = in[0];
+    return Grads{mul(g, mul(exp(neg(mul(x, x))), 2.0 / std::sqrt(std::numbers::pi)))}; });
+  return out;
+}
+
+Tensor gelu(const Tensor& x, const std::string& approximate) {
+  if (approximate != "none" && approximate != "tanh")
+    throw InvalidArgument(fmt::format("gelu: approximate = '{}'; expected 'none' or 'tanh'", approximate));
+  check_floating("gelu", "x", x);
+  if (approximate == "tanh") {
+    // u = sqrt(2/pi) (x + 0.044715 x^3); composed from recorded ops, so every derivative follows.
+    const double c = std::sqrt(2.0 / std::numbers::pi);
+    Tensor u = mul(add(x, mul(mul(mul(x, x), x), 0.044715)), c);
+    return mul(mul(x, 0.5), add(tanh(u), 1.0));
+  }
+  Tensor out = float_unary("gelu", x, [](const auto& v) {
+    using T = typename std::decay_t<decltype(v)>::Scalar;
+    return v.unaryExpr([](T a) { return T(0.5) * a * (T(1) + std::erf(a * T(std::numbers::sqrt2 / 2))); });
+  });
+  record("gelu", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
+    const Tensor& x = in[0];
+    if (!GradMode::is_enabled()) {
+      // Fused: dx = g (Phi(x) + x phi(x)), one pass.
+      Tensor dx = Tensor::empty(x.shape(), x.dtype());
+      dispatch_float(x.dtype(), [&]<class T>() {
+        const T* px = x.data<T>();
+        const T* pg = g.data<T>();
+        T* pd = dx.mutable_data<T>();
+        const T inv_sqrt2 = T(std::numbers::sqrt2 / 2), inv_sqrt2pi = T(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
+        for (std::int64_t i = 0; i < x.numel(); ++i) {
+          const T a = px[i];
+          pd[i] = pg[i] * (T(0.5) * (T(1) + std::erf(a * inv_sqrt2)) + a * inv_sqrt2pi * std::exp(T(-0.5) * a * a));
+        }
+      });
+      return Grads{dx};
+    }
+    // Phi(x) = (1 + erf(x / sqrt 2)) / 2,  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+    Tensor cdf = mul(add(erf(mul(x, std::numbers::sqrt2 / 2)), 1.0), 0.5);
+    Tensor pdf = mul(exp(mul(mul(x, x), -0.5)), 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
+    return Grads{mul(g, add(cdf, mul(x, pdf)))}; });
   return out;
 }
 

@@ -3,6 +3,8 @@
 // Elementwise ops with NumPy broadcasting. Every binary op aligns trailing dims (sizes match or
 // are 1); its VJP sums the upstream gradient back to each input's shape (sum_to_size).
 // Scalars (double) take the tensor's dtype, as Python numbers do in PyTorch.
+#include <string>
+
 #include "autodiff/tensor.hpp"
 
 namespace tapegrad {
@@ -36,6 +38,10 @@ Tensor sign(const Tensor& x);      // -1, 0, 1; gradient 0
 Tensor tanh(const Tensor& x);      // dx = g (1 - y^2)         (saves y)
 Tensor sigmoid(const Tensor& x);   // dx = g y (1 - y)         (saves y)
 Tensor relu(const Tensor& x);      // dx = g [x > 0]; at x = 0 the gradient is 0 (PyTorch)
+Tensor erf(const Tensor& x);       // dx = g 2/sqrt(pi) exp(-x^2)
+// gelu(x) = x Phi(x) = x/2 (1 + erf(x/sqrt 2))               dx = g (Phi(x) + x phi(x))
+// approximate = "tanh": x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)   (PyTorch's two modes)
+Tensor gelu(const Tensor& x, const std::string& approximate = "none");
 // clamp(x, lo, hi) = min(max(x, lo), hi); dx = g [lo <= x <= hi] (bounds inclusive, PyTorch).
 // Pass -inf/+inf for a one-sided clamp; lo > hi is an error.
 Tensor clamp(const Tensor& x, double lo, double hi);

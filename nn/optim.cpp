@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: MIT
+#include "nn/optim.hpp"
+
+#include <cmath>
+#include <numbers>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "nn/serialize.hpp"
+
+namespace tapegrad::nn {
+namespace {
+
+void check_lr(const std::string& who, double lr) {
+  if (!(lr > 0) || !std::isfinite(lr))
+    throw InvalidArgument(fmt::format("{}: lr = {}; expected a finite lr > 0", who, lr));
+}
+
+void check_lr_state(const std::string& who, double lr) {
+  if (!(lr >= 0) || !std::isfinite(lr))
+    throw CheckpointError(fmt::format("{} state: lr = {}; expected a finite lr >= 0", who, lr));
+}
+
+void check_nonneg(const std::string& who, const char* name, double v) {
+  if (!(v >= 0) || !std::isfinite(v))
+    throw InvalidArgument(fmt::format("{}: {} = {}; expected a finite value >= 0", who, name, v));
+}
+
+void check_beta(const std::string& who, const char* name, double b) {
+  if (!(b >= 0.0 && b < 1.0)) throw InvalidArgument(fmt::format("{}: {} = {}; expected 0 <= {} < 1", who, name, b, name));
+}
+
+// State tensors are stored per parameter index; an undefined one (no step yet) is null.
+nlohmann::json maybe_tensor(const Tensor& t) { return t.defined() ? tensor_to_json(t) : nlohmann::json(nullptr); }
+
+Tensor maybe_tensor_from(const nlohmann::json& j, const std::string& key, const Tensor& param) {
+  if (j.is_null()) return Tensor();
+  Tensor t = tensor_from_json(j, key);
+  if (t.shape() != param.shape() || t.dtype() != param.dtype())
+    throw CheckpointError(fmt::format("'{}': {} {} does not match its parameter {} {}", key, dtype_name(t.dtype()),
+                                      t.shape(), dtype_name(param.dtype()), param.shape()));
+  return t;
+}
+
+const nlohmann::json& field(const nlohmann::json& j, const std::string& who, const char* name) {
+  if (!j.is_object() || !j.contains(name))
+    throw CheckpointError(fmt::format("{} state: missing field '{}'", who, name));
+  return j.at(name);
+}
+
+double number_field(const nlohmann::json& j, const std::string& who, const char* name) {
+  const auto& v = field(j, who, name);
+  if (!v.is_number()) throw CheckpointError(fmt::format("{} state: '{}' is {}; expected a number", who, name, v.dump()));
+  return v.get<double>();
+}
+
+// Checks the common header: type, number of parameters, their shapes.
+const nlohmann::json& check_header(const nlohmann::json& j, const std::string& type, const std::vector<Tensor>& params) {
+  const auto& t = field(j, type, "type");
+  if (!t.is_string() || t.get<std::string>() != type)
+    throw CheckpointError(fmt::format("optimizer state is for '{}', not {}", t.dump(), type));
+  const auto& state = field(j, type, "state");
+  if (!state.is_array() || state.size() != params.size())
+    throw CheckpointError(fmt::format("{} state: has {} parameter entries; this optimizer has {} parameters", type,
+                                      state.is_array() ? state.size() : 0, params.size()));
+  return state;
+}
+
+}  // namespace
+
+Optimizer::Optimizer(std::string type_name, std::vector<Tensor> params, double lr)
+    : type_name_(std::move(type_name)), params_(std::move(params)), lr_(lr) {
+  check_lr(type_name_, lr);
+  if (params_.empty()) throw InvalidArgument(fmt::format("{}: got an empty parameter list", type_name_));
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i];
+    if (!p.defined() || !is_floating(p.dtype()) || !p.is_leaf() || !p.requires_grad())
+      throw InvalidArgument(fmt::format("{}: parameter {} ('{}') must be a floating leaf tensor that requires grad",
+                                        type_name_, i, p.defined() ? p.name() : "undefined"));
+    for (std::size_t k = 0; k < i; ++k)
+      if (params_[k].same(p))
+        throw InvalidArgument(fmt::format("{}: parameter {} appears twice (also at {})", type_name_, i, k));
+  }
+}
+
+void Optimizer::zero_grad() {
+  for (Tensor& p : params_) p.zero_grad();
+}
+
+void Optimizer::set_lr(double lr) {
+  // Schedules may reach 0 (cosine annealing to eta_min = 0); construction requires lr > 0.
+  if (!(lr >= 0) || !std::isfinite(lr))
+    throw InvalidArgument(fmt::format("{}: lr = {}; expected a finite lr >= 0", type_name_, lr));
+  lr_ = lr;
+}
+
+// ---------------------------------------------------------------- SGD
+SGD::SGD(std::vector<Tensor> params, const SgdOptions& o) : Optimizer("SGD", std::move(params), o.lr), options_(o) {
+  check_nonneg("SGD", "momentum", o.momentum);
+  check_nonneg("SGD", "dampening", o.dampening);
+  check_nonneg("SGD", "weight_decay", o.weight_decay);
+  if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
+    throw InvalidArgument("SGD: nesterov needs momentum > 0 and dampening = 0 (as in PyTorch)");
+  momentum_buffer_.resize(params_.size());
+}
+
+void SGD::step() {
+  const double mu = options_.momentum, damp = options_.dampening, wd = options_.weight_decay;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    Tensor& p = params_[i];
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    const bool first = !momentum_buffer_[i].defined();
+    if (mu != 0 && first) momentum_buffer_[i] = Tensor::empty(p.shape(), p.dtype());
+    dispatch_float(p.dtype(), [&]<class T>() {
+      T* pp = p.mutable_data<T>();
+      const T* pg = g.data<T>();
+      T* pb = mu != 0 ? momentum_buffer_[i].mutable_data<T>() : nullptr;
+      const T lr = static_cast<T>(lr_), tw = static_cast<T>(wd), tm = static_cast<T>(mu),
+              one_minus_damp = static_cast<T>(1 - damp);
+      for (std::int64_t k = 0; k < p.numel(); ++k) {
+        T d = pg[k];
+        if (wd != 0) d = d + tw * pp[k];
+        if (mu != 0) {
+          pb[k] = first ? d : pb[k] * tm + one_minus_damp * d;
+          d = options_.nesterov ? d + tm * pb[k] : pb[k];
+        }
+        pp[k] = pp[k] - lr * d;
+      }
+    });
+  }
+}
+
+nlohmann::json SGD::state_dict() const {
+  nlohmann::json j;
+  j["type"] = "SGD";
+  j["lr"] = lr_;
+  j["momentum"] = options_.momentum;
+  j["dampening"] = options_.dampening;
+  j["weight_decay"] = options_.weight_decay;
+  j["nesterov"] = options_.nesterov;
+  j["state"] = nlohmann::json::array();
+  for (const Tensor& b : momentum_buffer_) j["state"].push_back({{"momentum_buffer", maybe_tensor(b)}});
+  return j;
+}
+
+void SGD::load_state_dict(const nlohmann::json& j) {
+  const auto& state = check_header(j, "SGD", params_);
+  const double lr = number_field(j, "SGD", "lr");
+  check_lr_state("SGD", lr);
+  SgdOptions o = options_;
+  o.lr = lr;
+  o.momentum = number_field(j, "SGD", "momentum");
+  o.dampening = number_field(j, "SGD", "dampening");
+  o.weight_decay = number_field(j, "SGD", "weight_decay");
+  const auto& nesterov = field(j, "SGD", "nesterov");
+  if (!nesterov.is_boolean()) throw CheckpointError("SGD state: 'nesterov' must be true or false");
+  o.nesterov = nesterov.get<bool>();
+  std::vector<Tensor> buffers;
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    buffers.push_back(maybe_tensor_from(field(state[i], "SGD", "momentum_buffer"),
+                                        fmt::format("state[{}].momentum_buffer", i), params_[i]));
+  // Everything parsed and checked: commit.
+  options_ = o;
+  lr_ = lr;
+  momentum_buffer_ = std::move(buffers);
+}
+
+// ---------------------------------------------------------------- Adam, AdamW
+Adam::Adam(std::vector<Tensor> params, const AdamOptions& o) : Adam("Adam", std::move(params), o, false) {}
+
+Adam::Adam(std::string type_name, std::vector<Tensor> params, const AdamOptions& o, bool decoupled)
+    : Optimizer(std::move(type_name), std::move(params), o.lr), options_(o), decoupled_(decoupled) {
+  check_beta(type_name_, "beta1", o.beta1);
+  check_beta(type_name_, "beta2", o.beta2);
+  check_nonneg(type_name_, "eps", o.eps);
+  check_nonneg(type_name_, "weight_decay", o.weight_decay);
+  step_.assign(params_.size(), 0);
+  exp_avg_.resize(params_.size());
+  exp_avg_sq_.resize(params_.size());
+  max_exp_avg_sq_.resize(params_.size());
+}
+
+AdamW::AdamW(std::vector<Tensor> params, const AdamOptions& o) : Adam("AdamW", std::move(params), o, true) {}
+
+void Adam::step() {
+  const double b1 = options_.beta1, b2 = options_.beta2, eps = options_.eps, wd = options_.weight_decay;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    Tensor& p = params_[i];
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    if (!exp_avg_[i].defined()) {
+      exp_avg_[i] = zeros(p.shape(), p.dtype());
+      exp_avg_sq_[i] = zeros(p.shape(), p.dtype());
+      if (options_.amsgrad) max_exp_avg_sq_[i] = zeros(p.shape(), p.dtype());
+    }
+    const std::int64_t t = ++step_[i];
+    // Scalars in double, as PyTorch computes them in Python.
+    const double bias_correction1 = 1 - std::pow(b1, static_cast<double>(t));
+    const double bias_correction2 = 1 - std::pow(b2, static_cast<double>(t));
+    const double step_size = lr_ / bias_correction1;
+    const double bias_correction2_sqrt = std::sqrt(bias_correction2);
+    dispatch_float(p.dtype(), [&]<class T>() {
+      T* pp = p.mutable_data<T>();
+      const T* pg = g.data<T>();
+      T* m = exp_avg_[i].mutable_data<T>();
+      T* v = exp_avg_sq_[i].mutable_data<T>();
+      T* vmax = options_.amsgrad ? max_exp_avg_sq_[i].mutable_data<T>() : nullptr;
+      const T tb1 = static_cast<T>(b1), tb2 = static_cast<T>(b2), one_b1 = static_cast<T>(1 - b1),
+              one_b2 = static_cast<T>(1 - b2), tw = static_cast<T>(wd), teps = static_cast<T>(eps),
+              decay = static_cast<T>(1 - lr_ * wd), bc2 = static_cast<T>(bias_correction2_sqrt),
+              neg_step = static_cast<T>(-step_size);
+      for (std::int64_t k = 0; k < p.numel(); ++k) {
+        T grad = pg[k];
+        if (wd != 0) {
+          if (decoupled_) pp[k] = pp[k] * decay;   // AdamW: p *= 1 - lr wd
+          else grad = grad + tw * pp[k];           // Adam: L2 in the gradient
+        }
+        m[k] = m[k] * tb1 + one_b1 * grad;
+        v[k] = v[k] * tb2 + one_b2 * (grad * grad);
+        T second = v[k];
+        if (vmax) {
+          vmax[k] = std::max(vmax[k], v[k]);
+          second = vmax[k];
+        }
+        const T denom = std::sqrt(second) / bc2 + teps;
+        pp[k] = pp[k] + neg_step * (m[k] / denom);
+      }
+    });
+  }
+}
+
+nlohmann::json Adam::state_dict() const {
+  nlohmann::json j;
+  j["type"] = type_name_;
+  j["lr"] = lr_;
+  j["beta1"] = options_.beta1;
+  j["beta2"] = options_.beta2;
+  j["eps"] = options_.eps;
+  j["weight_decay"] = options_.weight_decay;
+  j["amsgrad"] = options_.amsgrad;
+  j["state"] = nlohmann::json::array();
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    j["state"].push_back({{"step", step_[i]},
+                          {"exp_avg", maybe_tensor(exp_avg_[i])},
+                          {"exp_avg_sq", maybe_tensor(exp_avg_sq_[i])},
+                          {"max_exp_avg_sq", maybe_tensor(max_exp_avg_sq_[i])}});
+  return j;
+}
+
+void Adam::load_state_dict(const nlohmann::json& j) {
+  const std::string& who = type_name_;
+  const auto& state = check_header(j, who, params_);
+  AdamOptions o = options_;
+  o.lr = number_field(j, who, "lr");
+  check_lr_state(who, o.lr);
+  o.beta1 = number_field(j, who, "beta1");
+  o.beta2 = number_field(j, who, "beta2");
+  check_beta(who, "beta1", o.beta1);
+  check_beta(who, "beta2", o.beta2);
+  o.eps = number_field(j, who, "eps");
+  o.weight_decay = number_field(j, who, "weight_decay");
+  const auto& ams = field(j, who, "amsgrad");
+  if (!ams.is_boolean()) throw CheckpointError(fmt::format("{} state: 'amsgrad' must be true or false", who));
+  o.amsgrad = ams.get<bool>();
+  std::vector<std::int64_t> steps;
+  std::vector<Tensor> m, v, vmax;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const auto& s = state[i];
+    const auto& st = field(s, who, "step");
+    if (!st.is_number_integer() || st.get<std::int64_t>() < 0)
+      throw CheckpointError(fmt::format("{} state[{}].step is {}; expected an integer >= 0", who, i, st.dump()));
+    steps.push_back(st.get<std::int64_t>());
+    m.push_back(maybe_tensor_from(field(s, who, "exp_avg"), fmt::format("state[{}].exp_avg", i), params_[i]));
+    v.push_back(maybe_tensor_from(field(s, who, "exp_avg_sq"), fmt::format("state[{}].exp_avg_sq", i), params_[i]));
+    vmax.push_back(
+        maybe_tensor_from(field(s, who, "max_exp_avg_sq"), fmt::format("state[{}].max_exp_avg_sq", i), params_[i]));
+    if (m.back().defined() != v.back().defined() || (o.amsgrad && m.back().defined() && !vmax.back().defined()))
+      throw CheckpointError(fmt::format("{} state[{}]: moments are incomplete", who, i));
+  }
+  options_ = o;
+  lr_ = o.lr;
+  step_ = std::move(steps);
+  exp_avg_ = std::move(m);
+  exp_avg_sq_ = std::move(v);
+  max_exp_avg_sq_ = std::move(vmax);
+}
+
+// ---------------------------------------------------------------- clipping
+double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, double norm_type, bool error_if_nonfinite) {
+  if (!(max_norm >= 0)) throw InvalidArgument(fmt::format("clip_grad_norm_: max_norm = {}; expected >= 0", max_norm));
+  if (!(norm_type > 0)) throw InvalidArgument(fmt::format("clip_grad_norm_: norm_type = {}; expected > 0 (or inf)", norm_type));
+  const bool inf_norm = std::isinf(norm_type);
+  double acc = 0;
+  for (const Tensor& p : params) {
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    dispatch_float(g.dtype(), [&]<class T>() {
+      // Each tensor's norm in its own dtype, then the norm of the norms (PyTorch's order).
+      const auto a = g.array<T>();
+      double n;
+      if (inf_norm) n = a.size() ? static_cast<double>(a.abs().maxCoeff()) : 0.0;
+      else if (norm_type == 2.0) n = static_cast<double>(a.matrix().norm());
+      else n = std::pow(static_cast<double>(a.abs().pow(static_cast<T>(norm_type)).sum()), 1.0 / norm_type);
+      if (inf_norm) acc = std::max(acc, n);
+      else acc += std::pow(n, norm_type);
+    });
+  }
+  const double total = inf_norm ? acc : std::pow(acc, 1.0 / norm_type);
+  if (!std::isfinite(total)) {
+    if (error_if_nonfinite)
+      throw RuntimeError(fmt::format("clip_grad_norm_: the total norm of the gradients is {}; gradients left unchanged",
+                                     total));
+    return total;
+  }
+  const double coef = std::min(max_norm / (total + 1e-6), 1.0);
+  if (coef < 1.0)
+    for (const Tensor& p : params) {
+      Tensor g = p.grad();
+      if (!g.defined()) continue;
+      dispatch_float(g.dtype(), [&]<class T>() { g.mutable_array<T>() *= static_cast<T>(coef); });
+    }
+  return total;
+}
+
+// ---------------------------------------------------------------- schedules
+StepLR::StepLR(Optimizer& opt, std::int64_t step_size, double gamma)
+    : opt_(opt), base_lr_(opt.lr()), step_size_(step_size), gamma_(gamma) {
+  if (step_size <= 0) throw InvalidArgument(fmt::format("StepLR: step_size = {}; expected > 0", step_size));
+  if (!(gamma > 0)) throw InvalidArgument(fmt::format("StepLR: gamma = {}; expected > 0", gamma));
+}
+
+void StepLR::step() {
+  ++epoch_;
+  opt_.set_lr(base_lr_ * std::pow(gamma_, static_cast<double>(epoch_ / step_size_)));
+}
+
+CosineAnnealingLR::CosineAnnealingLR(Optimizer& opt, std::int64_t t_max, double eta_min)
+    : opt_(opt), base_lr_(opt.lr()), t_max_(t_max), eta_min_(eta_min) {
+  if (t_max <= 0) throw InvalidArgument(fmt::format("CosineAnnealingLR: T_max = {}; expected > 0", t_max));
+  if (!(eta_min >= 0 && eta_min < base_lr_))
+    throw InvalidArgument(fmt::format("CosineAnnealingLR: eta_min = {}; expected 0 <= eta_min < lr = {}", eta_min, base_lr_));
+}
+
+void CosineAnnealingLR::step() {
+  ++epoch_;
+  const double t = static_cast<double>(epoch_);  // PyTorch's closed form: it rises again after T_max
+  opt_.set_lr(eta_min_ + (base_lr_ - eta_min_) * (1 + std::cos(std::numbers::pi * t / static_cast<double>(t_max_))) / 2);
+}
+
+}  // namespace tapegrad::nn

@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: MIT
+#include "nn/serialize.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+
+namespace tapegrad::nn {
+
+nlohmann::json tensor_to_json(const Tensor& t) {
+  nlohmann::json j;
+  j["shape"] = std::vector<std::int64_t>(t.shape().begin(), t.shape().end());
+  j["dtype"] = std::string(dtype_name(t.dtype()));
+  nlohmann::json values = nlohmann::json::array();
+  auto put = [&](double v) {
+    if (std::isfinite(v)) values.push_back(v);
+    else values.push_back(std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf"));
+  };
+  dispatch_all(t.dtype(), [&]<class T>() {
+    const T* p = t.data<T>();
+    for (std::int64_t i = 0; i < t.numel(); ++i) {
+      if constexpr (std::is_floating_point_v<T>) put(static_cast<double>(p[i]));
+      else if constexpr (std::is_same_v<T, bool>) values.push_back(p[i]);
+      else values.push_back(p[i]);
+    }
+  });
+  j["values"] = std::move(values);
+  return j;
+}
+
+Tensor tensor_from_json(const nlohmann::json& j, const std::string& key) {
+  auto fail = [&](const std::string& what) -> CheckpointError {
+    return CheckpointError(fmt::format("'{}': {}", key, what));
+  };
+  if (!j.is_object()) throw fail("expected an object with shape, dtype and values");
+  for (const char* field : {"shape", "dtype", "values"})
+    if (!j.contains(field)) throw fail(fmt::format("missing field '{}'", field));
+  const auto& js = j["shape"];
+  if (!js.is_array() || js.size() > 4) throw fail("shape must be an array of at most 4 sizes");
+  std::vector<std::int64_t> dims;
+  for (const auto& d : js) {
+    if (!d.is_number_integer() || d.get<std::int64_t>() < 0) throw fail(fmt::format("shape {} has an invalid size", js.dump()));
+    dims.push_back(d.get<std::int64_t>());
+  }
+  const Shape shape(dims);
+  if (!j["dtype"].is_string()) throw fail("dtype must be a string");
+  const std::string dt = j["dtype"].get<std::string>();
+  DType dtype;
+  if (dt == "float32") dtype = kFloat32;
+  else if (dt == "float64") dtype = kFloat64;
+  else if (dt == "int64") dtype = kInt64;
+  else if (dt == "bool") dtype = kBool;
+  else throw fail(fmt::format("unknown dtype '{}' (expected float32, float64, int64 or bool)", dt));
+  const auto& jv = j["values"];
+  if (!jv.is_array()) throw fail("values must be an array");
+  if (static_cast<std::int64_t>(jv.size()) != shape.numel())
+    throw fail(fmt::format("has {} values for shape {} ({} expected)", jv.size(), shape, shape.numel()));
+  Tensor t = Tensor::empty(shape, dtype);
+  dispatch_all(dtype, [&]<class T>() {
+    T* p = t.mutable_data<T>();
+    for (std::int64_t i = 0; i < shape.numel(); ++i) {
+      const auto& v = jv[static_cast<std::size_t>(i)];
+      if constexpr (std::is_floating_point_v<T>) {
+        double x;
+        if (v.is_number()) x = v.get<double>();
+        else if (v.is_string() && v.get<std::string>() == "nan") x = std::numeric_limits<double>::quiet_NaN();
+        else if (v.is_string() && v.get<std::string>() == "inf") x = std::numeric_limits<double>::infinity();
+        else if (v.is_string() && v.get<std::string>() == "-inf") x = -std::numeric_limits<double>::infinity();
+        else throw fail(fmt::format("value {} is {}; expected a number", i, v.dump()));
+        if (std::isfinite(x) && std::abs(x) > static_cast<double>(std::numeric_limits<T>::max()))
+          throw fail(fmt::format("value {} = {} does not fit in {}", i, x, dt));
+        p[i] = static_cast<T>(x);
+      } else if constexpr (std::is_same_v<T, bool>) {
+        if (!v.is_boolean()) throw fail(fmt::format("value {} is {}; expected true or false", i, v.dump()));
+        p[i] = v.get<bool>();
+      } else {
+        if (!v.is_number_integer()) throw fail(fmt::format("value {} is {}; expected an integer", i, v.dump()));
+        p[i] = v.get<T>();
+      }
+    }
+  });
+  return t;
+}
+
+}  // namespace tapegrad::nn
