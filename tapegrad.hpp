@@ -7,6 +7,7 @@
 #include "autodiff/generator.hpp"
 #include "autodiff/shape.hpp"
 #include "autodiff/tape.hpp"
+#include "autodiff/threads.hpp"
 #include "autodiff/tensor.hpp"
 #include "ops/elementwise.hpp"
 #include "autodiff/custom_op.hpp"

@@ -6,6 +6,7 @@
 
 #include "autodiff/check.hpp"
 #include "autodiff/tape.hpp"
+#include "autodiff/threads.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/shape.hpp"
 
@@ -39,32 +40,43 @@ Shape broadcast_batch(const char* op, const Shape& a, const Shape& b) {
   return out;
 }
 
-// For every flat index of out_batch, the index of the matching matrix of an operand whose batch
-// shape is in_batch (broadcast: size-1 and missing dims repeat).
-std::vector<std::int64_t> batch_offsets(const Shape& in_batch, const Shape& out_batch) {
-  const auto cs = contiguous_strides(in_batch);
+// Calls f(i, ia, ib) for every flat index i of out_batch with the index of the matching matrix of
+// each operand, whose batch shapes a_batch and b_batch broadcast to it (size-1 and missing dims
+// repeat). No allocation: a training step must not touch the heap.
+template <class F>
+void for_each_batch(const Shape& a_batch, const Shape& b_batch, const Shape& out_batch, F&& f) {
   const int r = out_batch.rank();
-  std::array<std::int64_t, kMaxRank> st{};
-  const int off = r - in_batch.rank();
-  for (int k = 0; k < in_batch.rank(); ++k)
-    st[static_cast<std::size_t>(off + k)] = in_batch[k] == 1 ? 0 : cs[static_cast<std::size_t>(k)];
-  std::vector<std::int64_t> offs(static_cast<std::size_t>(out_batch.numel()));
+  auto strides = [&](const Shape& in) {
+    const auto cs = contiguous_strides(in);
+    std::array<std::int64_t, kMaxRank> st{};
+    const int off = r - in.rank();
+    for (int k = 0; k < in.rank(); ++k)
+      st[static_cast<std::size_t>(off + k)] = in[k] == 1 ? 0 : cs[static_cast<std::size_t>(k)];
+    return st;
+  };
+  const auto sa = strides(a_batch), sb = strides(b_batch);
   std::array<std::int64_t, kMaxRank> idx{};
-  for (auto& o : offs) {
-    o = 0;
-    for (int k = 0; k < r; ++k) o += idx[static_cast<std::size_t>(k)] * st[static_cast<std::size_t>(k)];
+  for (std::int64_t i = 0; i < out_batch.numel(); ++i) {
+    std::int64_t oa = 0, ob = 0;
+    for (int k = 0; k < r; ++k) {
+      oa += idx[static_cast<std::size_t>(k)] * sa[static_cast<std::size_t>(k)];
+      ob += idx[static_cast<std::size_t>(k)] * sb[static_cast<std::size_t>(k)];
+    }
+    f(i, oa, ob);
     for (int k = r - 1; k >= 0; --k) {
       if (++idx[static_cast<std::size_t>(k)] < out_batch[k]) break;
       idx[static_cast<std::size_t>(k)] = 0;
     }
   }
-  return offs;
 }
 
 // C = op(A) op(B) for row-major A [a_rows, a_cols], B [b_rows, b_cols]; inner size k > 0.
 template <class T>
 void gemm(const T* pa, const T* pb, T* pc, Eigen::Index a_rows, Eigen::Index a_cols, Eigen::Index b_rows,
           Eigen::Index b_cols, bool ta, bool tb) {
+  // The thread count defaults to 1 before the first product (OpenBLAS would otherwise use every core).
+  static const int threads_initialised = get_num_threads();
+  (void)threads_initialised;
   using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   const Eigen::Map<const Mat> A(pa, a_rows, a_cols);
   const Eigen::Map<const Mat> B(pb, b_rows, b_cols);
@@ -114,13 +126,12 @@ Tensor mm_impl(const char* op, const Tensor& a, const Tensor& b, bool ta, bool t
       } else if (fold) {
         gemm<T>(a.data<T>(), b.data<T>(), po, batch_a.numel() * a_rows, a_cols, b_rows, b_cols, false, tb);
       } else {
-        const auto oa = batch_offsets(batch_a, batch);
-        const auto ob = batch_offsets(batch_b, batch);
         const T* pa = a.data<T>();
         const T* pb = b.data<T>();
-        for (std::size_t i = 0; i < oa.size(); ++i)
-          gemm<T>(pa + oa[i] * a_rows * a_cols, pb + ob[i] * b_rows * b_cols, po + static_cast<std::int64_t>(i) * n * m,
-                  a_rows, a_cols, b_rows, b_cols, ta, tb);
+        for_each_batch(batch_a, batch_b, batch, [&](std::int64_t i, std::int64_t oa, std::int64_t ob) {
+          gemm<T>(pa + oa * a_rows * a_cols, pb + ob * b_rows * b_cols, po + i * n * m, a_rows, a_cols, b_rows, b_cols,
+                  ta, tb);
+        });
       }
     });
   }
