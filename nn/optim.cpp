@@ -114,19 +114,27 @@ void SGD::step() {
     const bool first = !momentum_buffer_[i].defined();
     if (mu != 0 && first) momentum_buffer_[i] = Tensor::empty(p.shape(), p.dtype());
     dispatch_float(p.dtype(), [&]<class T>() {
-      T* pp = p.mutable_data<T>();
-      const T* pg = g.data<T>();
-      T* pb = mu != 0 ? momentum_buffer_[i].mutable_data<T>() : nullptr;
+      // Whole-array expressions (vectorised); d = g + wd p is formed from the old p.
+      auto P = p.mutable_array<T>();
+      const auto G = g.array<T>();
       const T lr = static_cast<T>(lr_), tw = static_cast<T>(wd), tm = static_cast<T>(mu),
               one_minus_damp = static_cast<T>(1 - damp);
-      for (std::int64_t k = 0; k < p.numel(); ++k) {
-        T d = pg[k];
-        if (wd != 0) d = d + tw * pp[k];
-        if (mu != 0) {
-          pb[k] = first ? d : pb[k] * tm + one_minus_damp * d;
-          d = options_.nesterov ? d + tm * pb[k] : pb[k];
-        }
-        pp[k] = pp[k] - lr * d;
+      if (mu == 0) {
+        if (wd == 0) P -= lr * G;
+        else P -= lr * (G + tw * P);
+        return;
+      }
+      auto Buf = momentum_buffer_[i].mutable_array<T>();
+      if (wd == 0) {
+        if (first) Buf = G;
+        else Buf = Buf * tm + one_minus_damp * G;
+        if (options_.nesterov) P -= lr * (G + tm * Buf);
+        else P -= lr * Buf;
+      } else {
+        if (first) Buf = G + tw * P;
+        else Buf = Buf * tm + one_minus_damp * (G + tw * P);
+        if (options_.nesterov) P -= lr * ((G + tw * P) + tm * Buf);
+        else P -= lr * Buf;
       }
     });
   }
@@ -211,7 +219,8 @@ void Adam::step() {
               one_b2 = static_cast<T>(1 - b2), tw = static_cast<T>(wd), teps = static_cast<T>(eps),
               decay = static_cast<T>(1 - lr_ * wd), bc2 = static_cast<T>(bias_correction2_sqrt),
               neg_step = static_cast<T>(-step_size);
-      for (std::int64_t k = 0; k < p.numel(); ++k) {
+      const std::int64_t n = p.numel();
+      for (std::int64_t k = 0; k < n; ++k) {
         T grad = pg[k];
         if (wd != 0) {
           if (decoupled_) pp[k] = pp[k] * decay;   // AdamW: p *= 1 - lr wd

@@ -48,6 +48,18 @@ void for_each_broadcast(const Shape& out, const Shape& a, const Shape& b, F&& f)
       }
 }
 
+// Whether `inner` (leading size-1 dims ignored) is the trailing part of `outer`: then outer is
+// [outer.numel() / inner.numel(), inner.numel()] rows that each line up with inner (a bias).
+bool is_trailing(const Shape& inner, const Shape& outer) {
+  int k = 0;
+  while (k < inner.rank() && inner[k] == 1) ++k;
+  const int r = inner.rank() - k;
+  if (r > outer.rank()) return false;
+  for (int d = 0; d < r; ++d)
+    if (inner[k + d] != outer[outer.rank() - r + d]) return false;
+  return true;
+}
+
 // out = f(a, b) elementwise with broadcasting; A, B input element types, O output type.
 template <class A, class B, class O, class F>
 void binary_loop(const Tensor& a, const Tensor& b, Tensor& out, F f) {
@@ -63,6 +75,14 @@ void binary_loop(const Tensor& a, const Tensor& b, Tensor& out, F f) {
   } else if (b.shape() == out.shape() && a.numel() == 1) {
     const A va = pa[0];
     for (std::int64_t i = 0; i < n; ++i) po[i] = f(va, pb[i]);
+  } else if (a.shape() == out.shape() && is_trailing(b.shape(), out.shape())) {  // x + bias
+    const std::int64_t c = b.numel();
+    for (std::int64_t r = 0; r < n; r += c)
+      for (std::int64_t j = 0; j < c; ++j) po[r + j] = f(pa[r + j], pb[j]);
+  } else if (b.shape() == out.shape() && is_trailing(a.shape(), out.shape())) {
+    const std::int64_t c = a.numel();
+    for (std::int64_t r = 0; r < n; r += c)
+      for (std::int64_t j = 0; j < c; ++j) po[r + j] = f(pa[j], pb[r + j]);
   } else {
     for_each_broadcast(out.shape(), a.shape(), b.shape(),
                        [&](std::int64_t i, std::int64_t ia, std::int64_t ib) { po[i] = f(pa[ia], pb[ib]); });
@@ -143,6 +163,11 @@ Tensor sum_to_size(const Tensor& x, const Shape& shape) {
     T* po = out.mutable_data<T>();
     if (shape.numel() == 1) {
       po[0] = x.array<T>().sum();
+    } else if (is_trailing(shape, x.shape())) {  // column sums of x as [rows, shape.numel()]
+      using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+      const Eigen::Index c = shape.numel();
+      const Eigen::Map<const Mat> m(px, x.numel() / c, c);
+      Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(po, c) = m.colwise().sum();
     } else {
       for_each_broadcast(x.shape(), x.shape(), shape, [&](std::int64_t i, std::int64_t, std::int64_t io) { po[io] += px[i]; });
     }
@@ -355,7 +380,13 @@ Tensor relu(const Tensor& x) {
   });
   record("relu", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
     const Tensor& x = in[0];
-    return Grads{where(gt(x, 0.0), g, 0.0)}; });
+    if (GradMode::is_enabled()) return Grads{where(gt(x, 0.0), g, 0.0)};  // create_graph: recorded
+    // Fused: dx = g [x > 0] in one pass.
+    Tensor dx = Tensor::empty(x.shape(), x.dtype());
+    dispatch_float(x.dtype(), [&]<class T>() {
+      dx.mutable_array<T>() = (x.array<T>() > T(0)).select(g.array<T>(), T(0));
+    });
+    return Grads{dx}; });
   return out;
 }
 
