@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "ops/shape.hpp"
 
@@ -103,6 +104,25 @@ Dataset read_csv(const std::string& path, DType dtype) {
   if (max_label >= static_cast<std::int64_t>(names.size()))
     throw InvalidArgument(fmt::format("read_csv: {}: label {} is out of range for {} classes", path, max_label, names.size()));
   return {from_vector(values, Shape{n, n_features}, dtype), from_vector(labels, Shape{n}), names};
+}
+
+void check_finite(const Tensor& t, const std::string& what) {
+  if (!t.defined()) throw InvalidArgument(fmt::format("{}: tensor is undefined", what));
+  if (!is_floating(t.dtype())) return;
+  dispatch_float(t.dtype(), [&]<class T>() {
+    const T* p = t.data<T>();
+    for (std::int64_t i = 0; i < t.numel(); ++i)
+      if (!std::isfinite(p[i])) {
+        std::vector<std::int64_t> idx(static_cast<std::size_t>(t.dim()));
+        std::int64_t rem = i;
+        for (int d = t.dim() - 1; d >= 0; --d) {
+          idx[static_cast<std::size_t>(d)] = rem % t.size(d);
+          rem /= t.size(d);
+        }
+        throw InvalidArgument(fmt::format("{}: element [{}] is {}; expected finite values (shape {})", what,
+                                          fmt::join(idx, ", "), static_cast<double>(p[i]), t.shape()));
+      }
+  });
 }
 
 std::vector<std::int64_t> permutation(std::int64_t n, Generator& gen) {

@@ -67,6 +67,10 @@ class BatchIterator {
   Generator gen_;
 };
 
+// Throws if t has a NaN or an infinity, naming `what`, the position and the value; for callers that
+// want their batches checked before a step (a NaN would otherwise spread into every weight).
+void check_finite(const Tensor& t, const std::string& what);
+
 // Fisher-Yates with the given generator.
 std::vector<std::int64_t> permutation(std::int64_t n, Generator& gen);
 

@@ -127,3 +127,12 @@ TEST_CASE("BatchIterator: every sample once per epoch, seeded shuffles", "[nn][d
   REQUIRE(dropped.epoch()[0].features.at({0, 0}) == 0.0);
   REQUIRE_THROWS_WITH(BatchIterator(d, 0, true, 1), Contains("batch_size = 0"));
 }
+
+TEST_CASE("check_finite: names the batch, position and value", "[nn][data]") {
+  Tensor x = tensor({{1.0, 2.0}, {3.0, NAN}}, kFloat64);
+  REQUIRE_THROWS_WITH(check_finite(x, "batch 7 features"), Contains("batch 7 features: element [1, 1] is nan"));
+  x.set({1, 1}, -INFINITY);
+  REQUIRE_THROWS_WITH(check_finite(x, "x"), Contains("element [1, 1] is -inf"));
+  x.set({1, 1}, 4.0);
+  REQUIRE_NOTHROW(check_finite(x, "x"));
+}
