@@ -2,7 +2,7 @@
 # Installs what tapegrad needs to build, test and benchmark, from Debian/Ubuntu packages.
 # Only missing packages are installed; uses sudo when not root.
 set -euo pipefail
-packages=(g++ make cmake libeigen3-dev libfmt-dev nlohmann-json3-dev catch2 libbenchmark-dev)
+packages=(g++ make cmake libeigen3-dev libfmt-dev nlohmann-json3-dev catch2 libbenchmark-dev libopenblas-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
