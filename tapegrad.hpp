@@ -18,3 +18,4 @@
 #include "ops/softmax.hpp"
 #include "ops/loss.hpp"
 #include "nn/nn.hpp"
+#include "ops/attention.hpp"

@@ -8,3 +8,4 @@
 #include "nn/module.hpp"
 #include "nn/optim.hpp"
 #include "nn/serialize.hpp"
+#include "nn/attention.hpp"

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -43,6 +44,7 @@ inline DType parse_dtype(const std::string& s) {
   if (s == "float64") return kFloat64;
   if (s == "float32") return kFloat32;
   if (s == "int64") return kInt64;
+  if (s == "bool") return kBool;
   throw std::runtime_error("fixture: unknown dtype \"" + s + "\"");
 }
 
@@ -53,6 +55,11 @@ inline Tensor to_tensor(const json& j) {
   const DType dtype = parse_dtype(j.at("dtype").get<std::string>());
   const json& values = j.at("values");
   if (dtype == kInt64) return from_vector(values.get<std::vector<std::int64_t>>(), shape);
+  if (dtype == kBool) {  // written as 0.0 / 1.0
+    std::vector<bool> b;
+    for (const json& x : values) b.push_back(number(x) != 0.0);
+    return from_vector(b, shape);
+  }
   std::vector<double> v;
   v.reserve(values.size());
   for (const json& x : values) v.push_back(number(x));
@@ -87,7 +94,8 @@ inline bool agrees(double a, double b, Tolerance tol) {
 }
 
 // Appends one line per mismatching element of `what` (the first few, then a count) to `why`.
-inline void compare(const std::string& what, const Tensor& actual, const json& expected, std::string& why) {
+inline void compare(const std::string& what, const Tensor& actual, const json& expected, std::string& why,
+                    std::optional<Tolerance> tol_override = std::nullopt) {
   const Shape shape = parse_shape(expected);
   const DType dtype = parse_dtype(expected.at("dtype").get<std::string>());
   if (!actual.defined()) {
@@ -99,7 +107,7 @@ inline void compare(const std::string& what, const Tensor& actual, const json& e
                        shape, dtype_name(dtype));
     return;
   }
-  const Tolerance tol = tolerance(dtype);
+  const Tolerance tol = tol_override ? *tol_override : tolerance(dtype);
   const std::vector<double> a = actual.to_vector();
   const json& b = expected.at("values");
   int bad = 0;

@@ -168,7 +168,8 @@ void run_file(const std::string& file, const std::string& op, OpRunner runner) {
 const std::set<std::string> kKnownFixtures = {"softmax.json",       "log_softmax.json", "logsumexp.json",
                                                "cross_entropy.json", "nll_loss.json",    "kl_div.json",
                                                "binary_cross_entropy_with_logits.json",
-                                               "nn_modules.json",    "nn_optim.json"};  // test_parity_nn.cpp
+                                               "nn_modules.json",    "nn_optim.json",
+                                               "nn_attention.json"};  // test_parity_nn.cpp
 
 }  // namespace
 

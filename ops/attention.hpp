@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+// Scaled dot-product attention, layer norm and embedding lookup: the ops under nn's attention
+// block. PyTorch's names and semantics.
+//
+// scaled_dot_product_attention(q, k, v, options)        q [..., L, E], k [..., S, E], v [..., S, Ev]
+//   scores = q kᵀ · scale (+ mask)                      [..., L, S]   scale = 1/sqrt(E) by default
+//   p      = softmax(scores, -1)                        each row sums to 1 over the keys it may see
+//   out    = p v                                        [..., L, Ev]
+//   Built from matmul, masked_fill/add and softmax, so the VJP (and every higher derivative) is
+//   theirs: dv = pᵀ g, dp = g vᵀ, dscores = p ⊙ (dp − ⟨dp, p⟩), dq = dscores k · scale, dk = dscoresᵀ q · scale.
+//   attn_mask: bool, true = may attend (torch.nn.functional.scaled_dot_product_attention), or a
+//   float mask added to the scores (-inf blocks); it broadcasts to [..., L, S]. is_causal: query i
+//   sees keys j <= i (L x S lower triangle); it cannot be combined with attn_mask (as PyTorch).
+//   Leading dims of q, k, v broadcast as in matmul.
+//   A query row that may see no key at all (fully masked) gets output 0 and gradient 0 (softmax's
+//   policy for all -inf rows; PyTorch gives NaN there).
+//
+// layer_norm(x, normalized_shape, weight, bias, eps)   over the trailing dims normalized_shape (D elements)
+//   mu = mean(x), rstd = 1/sqrt(var(x) + eps) (biased variance), xhat = (x − mu) rstd
+//   y = xhat ⊙ weight + bias
+//   vjp  dxhat = g ⊙ weight;  dx = rstd (dxhat − mean(dxhat) − xhat mean(dxhat ⊙ xhat))
+//        dweight = Σ g ⊙ xhat;  dbias = Σ g       (sums over the leading dims)
+//   saved: x, mean, rstd (recorded tensor ops instead when create_graph is on)
+//
+// embedding(weight, indices, padding_idx)              weight [num, dim], indices int64 [...] -> [..., dim]
+//   out[i] = weight[indices[i]];  dweight[r] = Σ_{i: indices[i] = r} g[i], except the padding row (no gradient)
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "autodiff/tensor.hpp"
+
+namespace tapegrad {
+
+struct AttentionOptions {
+  Tensor attn_mask{};                // bool (true = attend) or float (added); undefined: none
+  bool is_causal = false;
+  std::optional<double> scale{};     // default 1 / sqrt(E)
+};
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const AttentionOptions& options = {});
+
+struct AttentionResult {
+  Tensor output;   // [..., L, Ev]
+  Tensor weights;  // [..., L, S], the softmax probabilities (differentiable)
+};
+// The same, also returning the attention weights.
+AttentionResult scaled_dot_product_attention_with_weights(const Tensor& q, const Tensor& k, const Tensor& v,
+                                                          const AttentionOptions& options = {});
+
+Tensor layer_norm(const Tensor& x, const std::vector<std::int64_t>& normalized_shape, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), double eps = 1e-5);
+
+Tensor embedding(const Tensor& weight, const Tensor& indices, std::optional<std::int64_t> padding_idx = std::nullopt);
+
+}  // namespace tapegrad
