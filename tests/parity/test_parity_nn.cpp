@@ -100,7 +100,7 @@ TEST_CASE("parity nn: 5 steps of SGD, Adam and AdamW match PyTorch", "[parity][n
 namespace {
 
 // Compares output (and weights, when present) and every named gradient of a case. float32 key,
-// value and parameter gradients of the composite layers are sums over many (batch, query, key) terms
+// value and parameter gradients of the composite layers are sums over many (batch, query, key)
 // terms of order 1, so their rounding error is about eps times the number of terms near 0: their
 // floor is 1 (absolute 1e-5) instead of 0.1. float64 keeps 1e-10 with floor 1e-4.
 std::string compare_case(const json& c, const Tensor& out, const Tensor& weights, const std::vector<Tensor>& wrt,
