@@ -1,0 +1,208 @@
+// SPDX-License-Identifier: MIT
+// Attention ops and layers: values by hand, properties (rows sum to 1 over visible keys, causality
+// by perturbation, permutation invariance), fully masked rows, float64 gradcheck and gradgradcheck
+// of scaled_dot_product_attention (every mask kind), layer_norm, embedding, MultiheadAttention and
+// TransformerBlock on small shapes, and bad input. PyTorch parity: tests/parity/test_parity_nn.cpp.
+#include <cmath>
+
+#include "testing.hpp"
+
+using namespace tapegrad;
+using namespace tapegrad::nn;
+using Catch::Matchers::Contains;
+
+namespace {
+Tensor rnd(const Shape& s, Generator& gen, double scale = 1.0) {
+  return (randn(s, gen, kFloat64) * scale).detach().requires_grad_();
+}
+Tensor bool_mask(std::vector<bool> v, const Shape& s) { return from_vector(v, s); }
+}  // namespace
+
+TEST_CASE("attention: values by hand", "[ops][attention]") {
+  // One query, two keys: scores = [q.k0, q.k1] / sqrt(2) = [1, 0] / sqrt 2
+  Tensor q = tensor({{1.0, 0.0}}, kFloat64), k = tensor({{1.0, 0.0}, {0.0, 1.0}}, kFloat64);
+  Tensor v = tensor({{10.0, 0.0}, {0.0, 10.0}}, kFloat64);
+  const double a = std::exp(1.0 / std::sqrt(2.0)), p0 = a / (a + 1.0);
+  REQUIRE_ALLCLOSE(scaled_dot_product_attention(q, k, v), tensor({{10 * p0, 10 * (1 - p0)}}, kFloat64), 1e-14);
+  // A bool mask hiding key 0 (true = attend): all weight on key 1.
+  REQUIRE_ALLCLOSE(scaled_dot_product_attention(q, k, v, {.attn_mask = bool_mask({false, true}, Shape{1, 2})}),
+                   tensor({{0.0, 10.0}}, kFloat64), 0, 1e-15);
+  // Float mask adds to the scores; scale overrides 1/sqrt(d).
+  const double b = std::exp(2.0 * 1.0 + 0.5), pb = b / (b + 1.0);
+  REQUIRE_ALLCLOSE(scaled_dot_product_attention(q, k, v, {.attn_mask = tensor({{0.5, 0.0}}, kFloat64), .scale = 2.0}),
+                   tensor({{10 * pb, 10 * (1 - pb)}}, kFloat64), 1e-14);
+  // layer_norm of [1, 2, 3]: mean 2, var 2/3 -> [-1, 0, 1] * sqrt(3/2) (eps 0)
+  REQUIRE_ALLCLOSE(layer_norm(tensor({1.0, 2.0, 3.0}, kFloat64), {3}, Tensor(), Tensor(), 0.0),
+                   tensor({-std::sqrt(1.5), 0.0, std::sqrt(1.5)}, kFloat64), 1e-14);
+  REQUIRE_ALLCLOSE(layer_norm(tensor({1.0, 2.0, 3.0}, kFloat64), {3}, tensor({2.0, 1.0, 1.0}, kFloat64),
+                              tensor({0.0, 5.0, 0.0}, kFloat64), 0.0),
+                   tensor({-2 * std::sqrt(1.5), 5.0, std::sqrt(1.5)}, kFloat64), 1e-14);
+  // embedding picks rows
+  Tensor w = tensor({{0.0, 1.0}, {2.0, 3.0}, {4.0, 5.0}}, kFloat64);
+  REQUIRE_ALLCLOSE(embedding(w, from_vector(std::vector<std::int64_t>{2, 0, 2}, Shape{3})),
+                   tensor({{4.0, 5.0}, {0.0, 1.0}, {4.0, 5.0}}, kFloat64), 0, 0);
+  Tensor pe = sinusoidal_positional_encoding(3, 4, kFloat64);
+  REQUIRE(pe.at({2, 0}) == std::sin(2.0));
+  REQUIRE(pe.at({2, 1}) == std::cos(2.0));
+  REQUIRE(pe.at({2, 2}) == Approx(std::sin(2.0 / 100.0)).epsilon(1e-15));
+  REQUIRE(pe.at({2, 3}) == Approx(std::cos(2.0 / 100.0)).epsilon(1e-15));
+}
+
+TEST_CASE("attention: properties", "[ops][attention]") {
+  Generator gen(1);
+  Tensor q = randn({2, 5, 3}, gen, kFloat64), k = randn({2, 6, 3}, gen, kFloat64), v = randn({2, 6, 4}, gen, kFloat64);
+  std::vector<bool> m(30);
+  for (std::size_t i = 0; i < 30; ++i) m[i] = gen.uniform() < 0.6 || i % 6 == 0;
+  const Tensor mask = bool_mask(m, Shape{5, 6});
+  AttentionResult r = scaled_dot_product_attention_with_weights(q, k, v, {.attn_mask = mask});
+  // each row sums to 1 over the keys it may see, 0 elsewhere
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t i = 0; i < 5; ++i) {
+      double s = 0;
+      for (std::int64_t j = 0; j < 6; ++j) {
+        const double w = r.weights.at({b, i, j});
+        if (!m[static_cast<std::size_t>(i * 6 + j)]) REQUIRE(w == 0.0);
+        REQUIRE(w >= 0.0);
+        s += w;
+      }
+      REQUIRE(s == Approx(1.0).epsilon(1e-14));
+    }
+  // causal: output t does not change when inputs after t change
+  Tensor x = randn({7, 4}, gen, kFloat64);
+  Tensor y = scaled_dot_product_attention(x, x, x, {.is_causal = true});
+  for (std::int64_t t = 0; t < 6; ++t) {
+    Tensor x2 = x.clone().detach();
+    for (std::int64_t s = t + 1; s < 7; ++s)
+      for (std::int64_t j = 0; j < 4; ++j) x2.set({s, j}, x2.at({s, j}) + 3.0);
+    Tensor y2 = scaled_dot_product_attention(x2, x2, x2, {.is_causal = true});
+    for (std::int64_t s = 0; s <= t; ++s)
+      for (std::int64_t j = 0; j < 4; ++j) REQUIRE(y2.at({s, j}) == y.at({s, j}));
+    REQUIRE(y2.at({t + 1, 0}) != y.at({t + 1, 0}));
+  }
+  // permuting keys and values together leaves the output unchanged (no mask)
+  Tensor perm = from_vector(std::vector<std::int64_t>{3, 0, 5, 1, 4, 2}, Shape{6});
+  REQUIRE_ALLCLOSE(scaled_dot_product_attention(q, index_select(k, 1, perm), index_select(v, 1, perm)),
+                   scaled_dot_product_attention(q, k, v), 1e-13, 1e-15);
+  // MultiheadAttention keeps that property too
+  Generator g2(3);
+  MultiheadAttention mha(4, 2, g2, {.batch_first = true, .dtype = kFloat64});
+  Tensor xq = randn({2, 3, 4}, gen, kFloat64), xk = randn({2, 6, 4}, gen, kFloat64);
+  Tensor a = mha.forward(xq, xk, xk).output;
+  Tensor xk_p = index_select(xk, 1, perm);
+  REQUIRE_ALLCLOSE(mha.forward(xq, xk_p, xk_p).output, a, 1e-13, 1e-15);
+}
+
+TEST_CASE("attention: fully masked rows give zero output and zero gradient", "[ops][attention]") {
+  Generator gen(2);
+  Tensor q = rnd({3, 2}, gen), k = rnd({4, 2}, gen), v = rnd({4, 2}, gen);
+  std::vector<bool> m(12, true);
+  for (int j = 0; j < 4; ++j) m[static_cast<std::size_t>(4 + j)] = false;  // query 1 sees nothing
+  const Tensor mask = bool_mask(m, Shape{3, 4});
+  Tensor out = scaled_dot_product_attention(q, k, v, {.attn_mask = mask});
+  REQUIRE(out.at({1, 0}) == 0.0);
+  REQUIRE(out.at({1, 1}) == 0.0);
+  backward(sum(out));
+  REQUIRE(q.grad().at({1, 0}) == 0.0);
+  REQUIRE(q.grad().at({1, 1}) == 0.0);
+  for (double g : q.grad().to_vector()) REQUIRE(std::isfinite(g));
+  testing::require_gradcheck(
+      [&](const std::vector<Tensor>& in) { return scaled_dot_product_attention(in[0], in[1], in[2], {.attn_mask = mask}); },
+      {q.detach().requires_grad_(), k.detach().requires_grad_(), v.detach().requires_grad_()}, true);
+}
+
+TEST_CASE("attention: gradcheck and gradgradcheck of scaled_dot_product_attention", "[ops][attention]") {
+  Generator gen(4);
+  struct Case {
+    Shape q, k, v;
+  };
+  for (const Case& c : {Case{{3, 2}, {3, 2}, {3, 2}}, Case{{2, 3, 2}, {2, 4, 2}, {2, 4, 3}},
+                        Case{{1, 2, 2, 3}, {1, 2, 2, 3}, {1, 2, 2, 1}}, Case{{2, 1, 3, 2}, {2, 3, 2}, {2, 3, 2}}}) {
+    const std::int64_t L = c.q[c.q.rank() - 2], S = c.k[c.k.rank() - 2];
+    std::vector<bool> m(static_cast<std::size_t>(L * S));
+    for (std::size_t i = 0; i < m.size(); ++i) m[i] = i % static_cast<std::size_t>(S) == 0 || gen.uniform() < 0.5;
+    const Tensor bmask = bool_mask(m, Shape{L, S});
+    const Tensor fmask = randn({L, S}, gen, kFloat64);
+    std::vector<AttentionOptions> variants = {{}, {.attn_mask = bmask}, {.attn_mask = fmask}, {.scale = 0.7}};
+    if (L == S) variants.push_back({.is_causal = true});
+    for (std::size_t vi = 0; vi < variants.size(); ++vi) {
+      INFO("q " << c.q.str() << " k " << c.k.str() << " variant " << vi);
+      const AttentionOptions o = variants[vi];
+      testing::require_gradcheck(
+          [o](const std::vector<Tensor>& in) { return scaled_dot_product_attention(in[0], in[1], in[2], o); },
+          {rnd(c.q, gen), rnd(c.k, gen), rnd(c.v, gen)}, true);
+    }
+  }
+}
+
+TEST_CASE("attention: layer_norm and embedding gradcheck; fused and recorded backward agree", "[ops][attention]") {
+  Generator gen(5);
+  for (const auto& [shape, ns] : {std::pair{Shape{4}, std::vector<std::int64_t>{4}},
+                                  std::pair{Shape{3, 5}, std::vector<std::int64_t>{5}},
+                                  std::pair{Shape{2, 3, 4}, std::vector<std::int64_t>{3, 4}},
+                                  std::pair{Shape{2, 1, 2, 3}, std::vector<std::int64_t>{3}}}) {
+    INFO("x " << shape.str());
+    Tensor x = rnd(shape, gen, 2.0), w = rnd(Shape(ns), gen), b = rnd(Shape(ns), gen);
+    testing::require_gradcheck([ns](const std::vector<Tensor>& in) { return layer_norm(in[0], ns, in[1], in[2]); },
+                               {x, w, b}, true);
+    testing::require_gradcheck([ns](const std::vector<Tensor>& in) { return layer_norm(in[0], ns); }, {x}, true);
+    Tensor g = randn(shape, gen, kFloat64);
+    auto fast = grad({layer_norm(x, ns, w, b)}, {x, w, b}, {g});
+    auto rec = grad({layer_norm(x, ns, w, b)}, {x, w, b}, {g}, {.create_graph = true});
+    for (int i = 0; i < 3; ++i) REQUIRE_ALLCLOSE(fast[static_cast<std::size_t>(i)], rec[static_cast<std::size_t>(i)].detach(), 1e-12, 1e-13);
+  }
+  Tensor idx = from_vector(std::vector<std::int64_t>{1, 0, 1, 3, 2, 1}, Shape{2, 3});
+  testing::require_gradcheck([&](const std::vector<Tensor>& in) { return embedding(in[0], idx); }, {rnd({4, 3}, gen)}, true);
+  // padding_idx: that row gets no gradient, the others their counts
+  Tensor w = rnd({4, 2}, gen);
+  backward(sum(embedding(w, idx, 1)));
+  REQUIRE_ALLCLOSE(w.grad(), tensor({{1, 1}, {0, 0}, {1, 1}, {1, 1}}, kFloat64), 0, 0);
+}
+
+TEST_CASE("attention layers: gradcheck of MultiheadAttention and TransformerBlock", "[nn][attention]") {
+  Generator gen(6);
+  MultiheadAttention mha(4, 2, gen, {.batch_first = true, .dtype = kFloat64});
+  Tensor kpm = bool_mask({false, false, true, false, false, false}, Shape{2, 3});
+  Tensor am = bool_mask({false, true, false, false, false, true, false, false, false}, Shape{3, 3});
+  for (int variant = 0; variant < 3; ++variant) {
+    INFO("variant " << variant);
+    auto f = [&](const std::vector<Tensor>& in) {
+      MhaForwardOptions o{.need_weights = false, .is_causal = variant == 2};
+      if (variant == 1) {
+        o.key_padding_mask = kpm;
+        o.attn_mask = am;
+      }
+      return mha.forward(in[0], in[1], in[2], o).output;
+    };
+    testing::require_gradcheck(f, {rnd({2, 3, 4}, gen), rnd({2, 3, 4}, gen), rnd({2, 3, 4}, gen)}, variant == 0);
+  }
+  // Parameter gradients are checked against PyTorch's (tests/parity, float64 at 1e-10).
+  TransformerBlock block(4, 2, 8, gen, {.causal = true, .dtype = kFloat64});
+  testing::require_gradcheck([&](const std::vector<Tensor>& in) { return block(in[0]); }, {rnd({2, 3, 4}, gen)}, true);
+}
+
+TEST_CASE("attention: bad input", "[ops][attention]") {
+  Generator gen(7);
+  Tensor q = randn({3, 4}, gen), k = randn({5, 4}, gen), v = randn({5, 2}, gen);
+  REQUIRE_THROWS_WITH(scaled_dot_product_attention(q, randn({5, 3}, gen), v),
+                      Contains("q [3, 4] and k [5, 3]") && Contains("feature sizes"));
+  REQUIRE_THROWS_WITH(scaled_dot_product_attention(q, k, randn({4, 2}, gen)), Contains("numbers of keys"));
+  REQUIRE_THROWS_WITH(scaled_dot_product_attention(q, k, v, {.attn_mask = bool_mask({true, false}, Shape{2})}),
+                      Contains("attn_mask of shape [2]") && Contains("[3, 5]"));
+  REQUIRE_THROWS_WITH(scaled_dot_product_attention(q, k, v, {.attn_mask = zeros({3, 5}, kFloat32), .is_causal = true}),
+                      Contains("not both"));
+  REQUIRE_THROWS_WITH(scaled_dot_product_attention(q, k, v, {.attn_mask = zeros({3, 5}, kInt64)}), Contains("int64"));
+  REQUIRE_THROWS_WITH(MultiheadAttention(6, 4, gen), Contains("embed_dim = 6 is not divisible by num_heads = 4"));
+  MultiheadAttention mha(4, 2, gen, {.batch_first = true});
+  REQUIRE_THROWS_WITH(mha.forward(randn({2, 3, 5}, gen), randn({2, 3, 5}, gen), randn({2, 3, 5}, gen)),
+                      Contains("query has shape [2, 3, 5]"));
+  REQUIRE_THROWS_WITH(mha.forward(randn({2, 3, 4}, gen), randn({2, 3, 4}, gen), randn({2, 3, 4}, gen),
+                                  {.key_padding_mask = bool_mask({true, false}, Shape{2})}),
+                      Contains("key_padding_mask has shape [2]") && Contains("[2, 3]"));
+  Embedding emb(10, 3, gen);
+  REQUIRE_THROWS_WITH(emb(from_vector(std::vector<std::int64_t>{1, 2, 3, 12}, Shape{2, 2})),
+                      Contains("indices[1, 1] = 12 is out of range for 10 embeddings"));
+  REQUIRE_THROWS_WITH(emb(from_vector(std::vector<std::int64_t>{-1}, Shape{1})), Contains("indices[0] = -1"));
+  LayerNorm ln({4});
+  REQUIRE_THROWS_WITH(ln(randn({2, 3}, gen)), Contains("normalized_shape [4]") && Contains("[2, 3]"));
+  REQUIRE_THROWS_WITH(layer_norm(randn({2, 3}, gen), {3}, ones({2})), Contains("weight has shape [2]"));
+}
