@@ -210,25 +210,25 @@ Dataset Standardizer::transform(const Dataset& d) const {
 }
 
 BatchIterator::BatchIterator(const Dataset& data, std::int64_t batch_size, bool shuffle, std::uint64_t seed, bool drop_last)
-    : data_(&data), batch_size_(batch_size), shuffle_(shuffle), drop_last_(drop_last), gen_(seed) {
+    : data_(data), batch_size_(batch_size), shuffle_(shuffle), drop_last_(drop_last), gen_(seed) {
   if (batch_size <= 0) throw InvalidArgument(fmt::format("BatchIterator: batch_size = {}; expected > 0", batch_size));
   if (data.size() == 0) throw InvalidArgument("BatchIterator: the dataset is empty");
 }
 
 std::int64_t BatchIterator::batches_per_epoch() const {
-  const std::int64_t n = data_->size();
+  const std::int64_t n = data_.size();
   return drop_last_ ? n / batch_size_ : (n + batch_size_ - 1) / batch_size_;
 }
 
 std::vector<Dataset> BatchIterator::epoch() {
-  const std::int64_t n = data_->size();
+  const std::int64_t n = data_.size();
   std::vector<std::int64_t> order(static_cast<std::size_t>(n));
   if (shuffle_) order = permutation(n, gen_);
   else std::iota(order.begin(), order.end(), 0);
   std::vector<Dataset> out;
   for (std::int64_t b = 0; b < batches_per_epoch(); ++b) {
     const std::int64_t lo = b * batch_size_, hi = std::min(n, lo + batch_size_);
-    out.push_back(data_->subset(std::vector<std::int64_t>(order.begin() + lo, order.begin() + hi)));
+    out.push_back(data_.subset(std::vector<std::int64_t>(order.begin() + lo, order.begin() + hi)));
   }
   return out;
 }

@@ -61,7 +61,7 @@ class BatchIterator {
   std::int64_t batches_per_epoch() const;
 
  private:
-  const Dataset* data_;
+  Dataset data_;  // a copy of the handles (cheap), so a temporary dataset is fine
   std::int64_t batch_size_;
   bool shuffle_, drop_last_;
   Generator gen_;
