@@ -6,6 +6,7 @@
 #include "autodiff/error.hpp"
 #include "autodiff/generator.hpp"
 #include "autodiff/shape.hpp"
+#include "autodiff/site.hpp"
 #include "autodiff/tape.hpp"
 #include "autodiff/threads.hpp"
 #include "autodiff/tensor.hpp"

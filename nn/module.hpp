@@ -12,10 +12,12 @@
 // may live on the stack when they are the root. They are movable, not copyable: a parameter is one
 // tensor, shared between the module and whatever optimiser holds it.
 #include <memory>
+#include <source_location>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "autodiff/site.hpp"
 #include "autodiff/tensor.hpp"
 
 namespace tapegrad::nn {
@@ -34,7 +36,11 @@ class Module {
   // The single-tensor forward; modules with other inputs (attention) add their own overloads and
   // leave this one throwing.
   virtual Tensor forward(const Tensor& x);
-  Tensor operator()(const Tensor& x) { return forward(x); }
+  // Calls forward; errors inside name the caller's file and line (autodiff/site.hpp).
+  Tensor operator()(const Tensor& x, std::source_location site = std::source_location::current()) {
+    const SiteScope site_scope(site);
+    return forward(x);
+  }
 
   // Parameters and buffers, this module's own first, then each child's in registration order.
   std::vector<Tensor> parameters() const;

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "ops/attention.hpp"
 
+#include "autodiff/site.hpp"
+
 #include <cmath>
 
 #include <fmt/format.h>
@@ -99,7 +101,8 @@ Grads layer_norm_vjp_ops(const Tensor& g2, const Tensor& x2, const Tensor& w, bo
 }  // namespace
 
 Tensor layer_norm(const Tensor& x, const std::vector<std::int64_t>& normalized_shape, const Tensor& weight,
-                  const Tensor& bias, double eps) {
+                  const Tensor& bias, double eps, std::source_location site) {
+  const SiteScope site_scope(site);
   const char* op = "layer_norm";
   check_floating(op, "x", x);
   const int nd = static_cast<int>(normalized_shape.size());
@@ -196,7 +199,8 @@ Tensor layer_norm(const Tensor& x, const std::vector<std::int64_t>& normalized_s
 }
 
 // ---------------------------------------------------------------- embedding
-Tensor embedding(const Tensor& weight, const Tensor& indices, std::optional<std::int64_t> padding_idx) {
+Tensor embedding(const Tensor& weight, const Tensor& indices, std::optional<std::int64_t> padding_idx, std::source_location site) {
+  const SiteScope site_scope(site);
   const char* op = "embedding";
   check_floating(op, "weight", weight);
   check_defined(op, "indices", indices);

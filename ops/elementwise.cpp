@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "ops/elementwise.hpp"
 
+#include "autodiff/site.hpp"
+
 #include <cmath>
 #include <numbers>
 
@@ -133,7 +135,8 @@ void check_domain(const char* op, const Tensor& x, Bad bad, const char* expected
 
 // ---- broadcasting ----
 
-Tensor broadcast_to(const Tensor& x, const Shape& shape) {
+Tensor broadcast_to(const Tensor& x, const Shape& shape, std::source_location site) {
+  const SiteScope site_scope(site);
   check_defined("broadcast_to", "x", x);
   const Shape target = broadcast_shapes("broadcast_to", "x", x.shape(), "shape", shape);
   if (target != shape)
@@ -151,7 +154,8 @@ Tensor broadcast_to(const Tensor& x, const Shape& shape) {
   return out;
 }
 
-Tensor sum_to_size(const Tensor& x, const Shape& shape) {
+Tensor sum_to_size(const Tensor& x, const Shape& shape, std::source_location site) {
+  const SiteScope site_scope(site);
   check_floating("sum_to_size", "x", x);
   if (x.shape() == shape) return x;
   if (broadcast_shapes("sum_to_size", "shape", shape, "x", x.shape()) != x.shape())
@@ -179,7 +183,8 @@ Tensor sum_to_size(const Tensor& x, const Shape& shape) {
 
 // ---- binary arithmetic ----
 
-Tensor add(const Tensor& a, const Tensor& b) {
+Tensor add(const Tensor& a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
   Tensor out = float_binary("add", a, b, [](auto x, auto y) { return x + y; });
   record("add", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
     const Tensor& a = in[0];
@@ -190,7 +195,8 @@ Tensor add(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor sub(const Tensor& a, const Tensor& b) {
+Tensor sub(const Tensor& a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
   Tensor out = float_binary("sub", a, b, [](auto x, auto y) { return x - y; });
   record("sub", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
     const Tensor& a = in[0];
@@ -201,7 +207,8 @@ Tensor sub(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor mul(const Tensor& a, const Tensor& b) {
+Tensor mul(const Tensor& a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
   Tensor out = float_binary("mul", a, b, [](auto x, auto y) { return x * y; });
   record("mul", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
     const Tensor& a = in[0];
@@ -212,7 +219,8 @@ Tensor mul(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor div(const Tensor& a, const Tensor& b) {
+Tensor div(const Tensor& a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
   Tensor out = float_binary("div", a, b, [](auto x, auto y) { return x / y; });
   record("div", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
     const Tensor& a = in[0];
@@ -223,7 +231,8 @@ Tensor div(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor pow(const Tensor& a, const Tensor& b) {
+Tensor pow(const Tensor& a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
   if (b.defined() && b.requires_grad() && a.defined() && is_floating(a.dtype()))
     check_domain("pow", a, [](double v) { return v < 0; },
                  "base >= 0 when the exponent requires grad: d(a^b)/db = a^b log(a) is undefined for a < 0");
@@ -257,7 +266,8 @@ Tensor pow(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor pow(const Tensor& a, double p) {
+Tensor pow(const Tensor& a, double p, std::source_location site) {
+  const SiteScope site_scope(site);
   check_floating("pow", "a", a);
   if (p != std::floor(p)) check_domain("pow", a, [](double v) { return v < 0; }, "a >= 0 for a non-integer exponent");
   Tensor out = float_unary("pow", a, [p](const auto& x) { return x.pow(static_cast<typename std::decay_t<decltype(x)>::Scalar>(p)); });
@@ -268,7 +278,8 @@ Tensor pow(const Tensor& a, double p) {
   return out;
 }
 
-Tensor maximum(const Tensor& a, const Tensor& b) {
+Tensor maximum(const Tensor& a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
   Tensor out = float_binary("maximum", a, b, [](auto x, auto y) { return (x != x || y != y) ? x + y : (x > y ? x : y); });
   record("maximum", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
     const Tensor& a = in[0];
@@ -281,7 +292,8 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor minimum(const Tensor& a, const Tensor& b) {
+Tensor minimum(const Tensor& a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
   Tensor out = float_binary("minimum", a, b, [](auto x, auto y) { return (x != x || y != y) ? x + y : (x < y ? x : y); });
   record("minimum", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
     const Tensor& a = in[0];
@@ -294,27 +306,42 @@ Tensor minimum(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor add(const Tensor& a, double b) { check_floating("add", "a", a); return add(a, scalar_like(a, b)); }
-Tensor sub(const Tensor& a, double b) { check_floating("sub", "a", a); return sub(a, scalar_like(a, b)); }
-Tensor mul(const Tensor& a, double b) { check_floating("mul", "a", a); return mul(a, scalar_like(a, b)); }
-Tensor div(const Tensor& a, double b) { check_floating("div", "a", a); return div(a, scalar_like(a, b)); }
+Tensor add(const Tensor& a, double b, std::source_location site) {
+  const SiteScope site_scope(site);
+  check_floating("add", "a", a); return add(a, scalar_like(a, b));
+}
+Tensor sub(const Tensor& a, double b, std::source_location site) {
+  const SiteScope site_scope(site);
+  check_floating("sub", "a", a); return sub(a, scalar_like(a, b));
+}
+Tensor mul(const Tensor& a, double b, std::source_location site) {
+  const SiteScope site_scope(site);
+  check_floating("mul", "a", a); return mul(a, scalar_like(a, b));
+}
+Tensor div(const Tensor& a, double b, std::source_location site) {
+  const SiteScope site_scope(site);
+  check_floating("div", "a", a); return div(a, scalar_like(a, b));
+}
 
 // ---- unary ----
 
-Tensor neg(const Tensor& x) {
+Tensor neg(const Tensor& x, std::source_location site) {
+  const SiteScope site_scope(site);
   Tensor out = float_unary("neg", x, [](const auto& v) { return -v; });
   record("neg", {x}, out, [](const Tensor& g, const Tensor&) { return Grads{neg(g)}; });
   return out;
 }
 
-Tensor exp(const Tensor& x) {
+Tensor exp(const Tensor& x, std::source_location site) {
+  const SiteScope site_scope(site);
   Tensor out = float_unary("exp", x, [](const auto& v) { return v.exp(); });
   dispatch_float(out.dtype(), [&]<class T>() { kernels::flush_subnormal(out.mutable_array<T>()); });  // exp(-inf) = 0
   record("exp", {x}, out, [](const Tensor& g, const Tensor& y) { return Grads{mul(g, y)}; }, /*save_out=*/true);
   return out;
 }
 
-Tensor log(const Tensor& x) {
+Tensor log(const Tensor& x, std::source_location site) {
+  const SiteScope site_scope(site);
   check_floating("log", "x", x);
   check_domain("log", x, [](double v) { return v < 0; }, "x >= 0");
   Tensor out = float_unary("log", x, [](const auto& v) { return v.log(); });
@@ -324,7 +351,8 @@ Tensor log(const Tensor& x) {
   return out;
 }
 
-Tensor log1p(const Tensor& x) {
+Tensor log1p(const Tensor& x, std::source_location site) {
+  const SiteScope site_scope(site);
   check_floating("log1p", "x", x);
   check_domain("log1p", x, [](double v) { return v < -1; }, "x >= -1");
   Tensor out = float_unary("log1p", x, [](const auto& v) { return v.log1p(); });
@@ -334,7 +362,8 @@ Tensor log1p(const Tensor& x) {
   return out;
 }
 
-Tensor sqrt(const Tensor& x) {
+Tensor sqrt(const Tensor& x, std::source_location site) {
+  const SiteScope site_scope(site);
   check_floating("sqrt", "x", x);
   check_domain("sqrt", x, [](double v) { return v < 0; }, "x >= 0");
   Tensor out = float_unary("sqrt", x, [](const auto& v) { return v.sqrt(); });
@@ -342,7 +371,8 @@ Tensor sqrt(const Tensor& x) {
   return out;
 }
 
-Tensor sign(const Tensor& x) {
+Tensor sign(const Tensor& x, std::source_location site) {
+  const SiteScope site_scope(site);
   // sign(0) = 0; the gradient is 0 everywhere it exists, so nothing is recorded.
   return float_unary("sign", x, [](const auto& v) {
     using T = typename std::decay_t<decltype(v)>::Scalar;
@@ -350,7 +380,8 @@ Tensor sign(const Tensor& x) {
   });
 }
 
-Tensor abs(const Tensor& x) {
+Tensor abs(const Tensor& x, std::source_location site) {
+  const SiteScope site_scope(site);
   Tensor out = float_unary("abs", x, [](const auto& v) { return v.abs(); });
   record("abs", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
     const Tensor& x = in[0];
@@ -358,14 +389,16 @@ Tensor abs(const Tensor& x) {
   return out;
 }
 
-Tensor tanh(const Tensor& x) {
+Tensor tanh(const Tensor& x, std::source_location site) {
+  const SiteScope site_scope(site);
   Tensor out = float_unary("tanh", x, [](const auto& v) { return v.tanh(); });
   record("tanh", {x}, out, [](const Tensor& g, const Tensor& y) { return Grads{mul(g, sub(scalar_like(y, 1.0), mul(y, y)))}; },
          /*save_out=*/true);
   return out;
 }
 
-Tensor sigmoid(const Tensor& x) {
+Tensor sigmoid(const Tensor& x, std::source_location site) {
+  const SiteScope site_scope(site);
   // 1 / (1 + e^-x) overflows harmlessly to 0 for very negative x; Eigen's logistic is stable.
   Tensor out = float_unary("sigmoid", x, [](const auto& v) { return v.logistic(); });
   record("sigmoid", {x}, out, [](const Tensor& g, const Tensor& y) { return Grads{mul(mul(g, y), sub(scalar_like(y, 1.0), y))}; },
@@ -373,7 +406,8 @@ Tensor sigmoid(const Tensor& x) {
   return out;
 }
 
-Tensor relu(const Tensor& x) {
+Tensor relu(const Tensor& x, std::source_location site) {
+  const SiteScope site_scope(site);
   Tensor out = float_unary("relu", x, [](const auto& v) {
     using T = typename std::decay_t<decltype(v)>::Scalar;
     return v.max(T(0));
@@ -390,7 +424,8 @@ Tensor relu(const Tensor& x) {
   return out;
 }
 
-Tensor erf(const Tensor& x) {
+Tensor erf(const Tensor& x, std::source_location site) {
+  const SiteScope site_scope(site);
   Tensor out = float_unary("erf", x, [](const auto& v) {
     using T = typename std::decay_t<decltype(v)>::Scalar;
     return v.unaryExpr([](T a) { return std::erf(a); });
@@ -401,7 +436,8 @@ Tensor erf(const Tensor& x) {
   return out;
 }
 
-Tensor gelu(const Tensor& x, const std::string& approximate) {
+Tensor gelu(const Tensor& x, const std::string& approximate, std::source_location site) {
+  const SiteScope site_scope(site);
   if (approximate != "none" && approximate != "tanh")
     throw InvalidArgument(fmt::format("gelu: approximate = '{}'; expected 'none' or 'tanh'", approximate));
   check_floating("gelu", "x", x);
@@ -439,7 +475,8 @@ Tensor gelu(const Tensor& x, const std::string& approximate) {
   return out;
 }
 
-Tensor clamp(const Tensor& x, double lo, double hi) {
+Tensor clamp(const Tensor& x, double lo, double hi, std::source_location site) {
+  const SiteScope site_scope(site);
   check_floating("clamp", "x", x);
   if (std::isnan(lo) || std::isnan(hi) || lo > hi)
     throw InvalidArgument(fmt::format("clamp: min={} and max={}; expected min <= max and neither NaN", lo, hi));
@@ -453,12 +490,19 @@ Tensor clamp(const Tensor& x, double lo, double hi) {
   return out;
 }
 
-Tensor clamp_min(const Tensor& x, double lo) { return clamp(x, lo, INFINITY); }
-Tensor clamp_max(const Tensor& x, double hi) { return clamp(x, -INFINITY, hi); }
+Tensor clamp_min(const Tensor& x, double lo, std::source_location site) {
+  const SiteScope site_scope(site);
+  return clamp(x, lo, INFINITY);
+}
+Tensor clamp_max(const Tensor& x, double hi, std::source_location site) {
+  const SiteScope site_scope(site);
+  return clamp(x, -INFINITY, hi);
+}
 
 // ---- selection ----
 
-Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
   check_defined("where", "cond", cond);
   if (cond.dtype() != kBool)
     throw InvalidArgument(fmt::format("where: cond has dtype {}; expected a bool mask (from a comparison such as gt(x, 0.0))",
@@ -497,17 +541,20 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor where(const Tensor& cond, const Tensor& a, double b) {
+Tensor where(const Tensor& cond, const Tensor& a, double b, std::source_location site) {
+  const SiteScope site_scope(site);
   check_floating("where", "a", a);
   return where(cond, a, scalar_like(a, b));
 }
 
-Tensor where(const Tensor& cond, double a, const Tensor& b) {
+Tensor where(const Tensor& cond, double a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
   check_floating("where", "b", b);
   return where(cond, scalar_like(b, a), b);
 }
 
-Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value, std::source_location site) {
+  const SiteScope site_scope(site);
   check_floating("masked_fill", "x", x);
   check_defined("masked_fill", "mask", mask);
   if (mask.dtype() != kBool)
@@ -536,18 +583,54 @@ Tensor scalar_for(const char* op, const Tensor& a, double b) {
 }
 }  // namespace
 
-Tensor eq(const Tensor& a, const Tensor& b) { return compare("eq", a, b, [](auto x, auto y) { return x == y; }); }
-Tensor ne(const Tensor& a, const Tensor& b) { return compare("ne", a, b, [](auto x, auto y) { return x != y; }); }
-Tensor lt(const Tensor& a, const Tensor& b) { return compare("lt", a, b, [](auto x, auto y) { return x < y; }); }
-Tensor le(const Tensor& a, const Tensor& b) { return compare("le", a, b, [](auto x, auto y) { return x <= y; }); }
-Tensor gt(const Tensor& a, const Tensor& b) { return compare("gt", a, b, [](auto x, auto y) { return x > y; }); }
-Tensor ge(const Tensor& a, const Tensor& b) { return compare("ge", a, b, [](auto x, auto y) { return x >= y; }); }
-Tensor eq(const Tensor& a, double b) { return eq(a, scalar_for("eq", a, b)); }
-Tensor ne(const Tensor& a, double b) { return ne(a, scalar_for("ne", a, b)); }
-Tensor lt(const Tensor& a, double b) { return lt(a, scalar_for("lt", a, b)); }
-Tensor le(const Tensor& a, double b) { return le(a, scalar_for("le", a, b)); }
-Tensor gt(const Tensor& a, double b) { return gt(a, scalar_for("gt", a, b)); }
-Tensor ge(const Tensor& a, double b) { return ge(a, scalar_for("ge", a, b)); }
+Tensor eq(const Tensor& a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
+  return compare("eq", a, b, [](auto x, auto y) { return x == y; });
+}
+Tensor ne(const Tensor& a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
+  return compare("ne", a, b, [](auto x, auto y) { return x != y; });
+}
+Tensor lt(const Tensor& a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
+  return compare("lt", a, b, [](auto x, auto y) { return x < y; });
+}
+Tensor le(const Tensor& a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
+  return compare("le", a, b, [](auto x, auto y) { return x <= y; });
+}
+Tensor gt(const Tensor& a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
+  return compare("gt", a, b, [](auto x, auto y) { return x > y; });
+}
+Tensor ge(const Tensor& a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
+  return compare("ge", a, b, [](auto x, auto y) { return x >= y; });
+}
+Tensor eq(const Tensor& a, double b, std::source_location site) {
+  const SiteScope site_scope(site);
+  return eq(a, scalar_for("eq", a, b));
+}
+Tensor ne(const Tensor& a, double b, std::source_location site) {
+  const SiteScope site_scope(site);
+  return ne(a, scalar_for("ne", a, b));
+}
+Tensor lt(const Tensor& a, double b, std::source_location site) {
+  const SiteScope site_scope(site);
+  return lt(a, scalar_for("lt", a, b));
+}
+Tensor le(const Tensor& a, double b, std::source_location site) {
+  const SiteScope site_scope(site);
+  return le(a, scalar_for("le", a, b));
+}
+Tensor gt(const Tensor& a, double b, std::source_location site) {
+  const SiteScope site_scope(site);
+  return gt(a, scalar_for("gt", a, b));
+}
+Tensor ge(const Tensor& a, double b, std::source_location site) {
+  const SiteScope site_scope(site);
+  return ge(a, scalar_for("ge", a, b));
+}
 
 namespace {
 void check_bool(const char* op, const char* name, const Tensor& t) {
@@ -557,17 +640,20 @@ void check_bool(const char* op, const char* name, const Tensor& t) {
 }
 }  // namespace
 
-Tensor logical_and(const Tensor& a, const Tensor& b) {
+Tensor logical_and(const Tensor& a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
   check_bool("logical_and", "a", a);
   check_bool("logical_and", "b", b);
   return compare("logical_and", a, b, [](bool x, bool y) { return x && y; });
 }
-Tensor logical_or(const Tensor& a, const Tensor& b) {
+Tensor logical_or(const Tensor& a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
   check_bool("logical_or", "a", a);
   check_bool("logical_or", "b", b);
   return compare("logical_or", a, b, [](bool x, bool y) { return x || y; });
 }
-Tensor logical_not(const Tensor& a) {
+Tensor logical_not(const Tensor& a, std::source_location site) {
+  const SiteScope site_scope(site);
   check_bool("logical_not", "a", a);
   Tensor out = Tensor::empty(a.shape(), kBool);
   const bool* pa = a.data<bool>();
@@ -576,7 +662,8 @@ Tensor logical_not(const Tensor& a) {
   return out;
 }
 
-Tensor isnan(const Tensor& x) {
+Tensor isnan(const Tensor& x, std::source_location site) {
+  const SiteScope site_scope(site);
   check_floating("isnan", "x", x);
   Tensor out = Tensor::empty(x.shape(), kBool);
   dispatch_float(x.dtype(), [&]<class T>() {
@@ -585,7 +672,8 @@ Tensor isnan(const Tensor& x) {
   return out;
 }
 
-Tensor isinf(const Tensor& x) {
+Tensor isinf(const Tensor& x, std::source_location site) {
+  const SiteScope site_scope(site);
   check_floating("isinf", "x", x);
   Tensor out = Tensor::empty(x.shape(), kBool);
   dispatch_float(x.dtype(), [&]<class T>() {

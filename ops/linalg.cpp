@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "ops/linalg.hpp"
 
+#include "autodiff/site.hpp"
+
 #include <array>
 #include <vector>
 
@@ -170,7 +172,8 @@ void check_operands(const char* op, const Tensor& a, const Tensor& b) {
 // matmul (torch.matmul): vectors are promoted to matrices ([k] -> [1, k] on the left, [k, 1] on
 // the right), multiplied as batched matrices, and the added dims removed again; the promotions
 // are recorded views, so the VJP is mm_impl's.
-Tensor matmul(const Tensor& a, const Tensor& b) {
+Tensor matmul(const Tensor& a, const Tensor& b, std::source_location site) {
+  const SiteScope site_scope(site);
   check_operands("matmul", a, b);
   if (a.dim() == 0 || b.dim() == 0)
     throw InvalidArgument(fmt::format("matmul: a {} and b {}: both arguments need at least 1 dim, but {} is 0-dimensional "
@@ -191,7 +194,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return reshape_to(mm_impl("matmul", a2, b2, false, false), s);
 }
 
-Tensor matmul_t(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b) {
+Tensor matmul_t(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b, std::source_location site) {
+  const SiteScope site_scope(site);
   check_operands("matmul_t", a, b);
   if (a.dim() < 2 || b.dim() < 2)
     throw InvalidArgument(fmt::format("matmul_t: a {} and b {}: both need at least 2 dims, but {} has {} (use matmul or "
@@ -206,7 +210,8 @@ Tensor matmul_t(const Tensor& a, const Tensor& b, bool transpose_a, bool transpo
   return mm_impl("matmul_t", a, b, transpose_a, transpose_b);
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, std::source_location site) {
+  const SiteScope site_scope(site);
   check_floating("linear", "x", x);
   check_floating("linear", "weight", weight);
   check_same_dtype("linear", "x", x, "weight", weight);

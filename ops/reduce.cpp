@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "ops/reduce.hpp"
 
+#include "autodiff/site.hpp"
+
 #include <cmath>
 
 #include "autodiff/check.hpp"
@@ -154,7 +156,8 @@ Tensor arg_extreme(const Tensor& x, int dim, bool keepdim) {
 
 // sum over all elements.   forward y = sum_i x_i (0 for an empty x)   vjp dx = broadcast_to(g, x.shape)
 // int64 and bool inputs give an int64 sum (counting masks), without gradient.
-Tensor sum(const Tensor& x) {
+Tensor sum(const Tensor& x, std::source_location site) {
+  const SiteScope site_scope(site);
   check_defined("sum", "x", x);
   if (!is_floating(x.dtype())) {
     Tensor out = Tensor::empty(Shape{}, kInt64);
@@ -173,7 +176,8 @@ Tensor sum(const Tensor& x) {
 }
 
 // sum along dim.   forward y[o, i] = sum_j x[o, j, i]   vjp dx = broadcast_to(g with dim restored, x.shape)
-Tensor sum(const Tensor& x, int dim, bool keepdim) {
+Tensor sum(const Tensor& x, int dim, bool keepdim, std::source_location site) {
+  const SiteScope site_scope(site);
   const int d = check_dim("sum", "x", x, dim);
   const DimSplit sp = split_at(x.shape(), d);
   const Shape os = reduced_shape(x.shape(), d, keepdim);
@@ -202,7 +206,8 @@ Tensor sum(const Tensor& x, int dim, bool keepdim) {
 
 // mean over all elements.   forward y = sum_i x_i / n   vjp dx = broadcast_to(g / n, x.shape)
 // An empty x throws (PyTorch returns NaN).
-Tensor mean(const Tensor& x) {
+Tensor mean(const Tensor& x, std::source_location site) {
+  const SiteScope site_scope(site);
   check_floating("mean", "x", x);
   if (x.numel() == 0)
     throw InvalidArgument(fmt::format("mean: x is empty (shape {}); the mean of no elements is undefined (PyTorch "
@@ -217,7 +222,8 @@ Tensor mean(const Tensor& x) {
 
 // mean along dim.   forward y = sum_j x[o, j, i] / size(dim)   vjp dx = broadcast_to(g / size(dim), x.shape)
 // A reduced dim of size 0 throws (PyTorch returns NaN there).
-Tensor mean(const Tensor& x, int dim, bool keepdim) {
+Tensor mean(const Tensor& x, int dim, bool keepdim, std::source_location site) {
+  const SiteScope site_scope(site);
   check_floating("mean", "x", x);
   const int d = check_dim("mean", "x", x, dim);
   check_reduced_not_empty("mean", x, d,
@@ -236,11 +242,29 @@ Tensor mean(const Tensor& x, int dim, bool keepdim) {
   return out;
 }
 
-Tensor max(const Tensor& x) { return extreme_all<true>(x); }
-Tensor min(const Tensor& x) { return extreme_all<false>(x); }
-Tensor max(const Tensor& x, int dim, bool keepdim) { return extreme_dim<true>(x, dim, keepdim); }
-Tensor min(const Tensor& x, int dim, bool keepdim) { return extreme_dim<false>(x, dim, keepdim); }
-Tensor argmax(const Tensor& x, int dim, bool keepdim) { return arg_extreme<true>(x, dim, keepdim); }
-Tensor argmin(const Tensor& x, int dim, bool keepdim) { return arg_extreme<false>(x, dim, keepdim); }
+Tensor max(const Tensor& x, std::source_location site) {
+  const SiteScope site_scope(site);
+  return extreme_all<true>(x);
+}
+Tensor min(const Tensor& x, std::source_location site) {
+  const SiteScope site_scope(site);
+  return extreme_all<false>(x);
+}
+Tensor max(const Tensor& x, int dim, bool keepdim, std::source_location site) {
+  const SiteScope site_scope(site);
+  return extreme_dim<true>(x, dim, keepdim);
+}
+Tensor min(const Tensor& x, int dim, bool keepdim, std::source_location site) {
+  const SiteScope site_scope(site);
+  return extreme_dim<false>(x, dim, keepdim);
+}
+Tensor argmax(const Tensor& x, int dim, bool keepdim, std::source_location site) {
+  const SiteScope site_scope(site);
+  return arg_extreme<true>(x, dim, keepdim);
+}
+Tensor argmin(const Tensor& x, int dim, bool keepdim, std::source_location site) {
+  const SiteScope site_scope(site);
+  return arg_extreme<false>(x, dim, keepdim);
+}
 
 }  // namespace tapegrad

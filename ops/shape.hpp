@@ -5,30 +5,32 @@
 #include <cstdint>
 #include <vector>
 
+#include <source_location>
+
 #include "autodiff/tensor.hpp"
 
 namespace tapegrad {
 
 // One size may be -1 (inferred). The new shape must have the same number of elements.
-Tensor reshape(const Tensor& x, const std::vector<std::int64_t>& shape);   // dx = reshape(g, x.shape)
-Tensor view(const Tensor& x, const std::vector<std::int64_t>& shape);      // same as reshape
-Tensor flatten(const Tensor& x, int start_dim = 0, int end_dim = -1);
-Tensor unsqueeze(const Tensor& x, int dim);                               // dim in [-rank-1, rank]
-Tensor squeeze(const Tensor& x);                                          // drops every size-1 dim
-Tensor squeeze(const Tensor& x, int dim);                                 // no-op if size(dim) != 1
-Tensor transpose(const Tensor& x, int dim0, int dim1);                    // dx = transpose(g, dim0, dim1)
-Tensor permute(const Tensor& x, const std::vector<int>& dims);           // dx = permute(g, inverse)
+Tensor reshape(const Tensor& x, const std::vector<std::int64_t>& shape, std::source_location site = std::source_location::current());   // dx = reshape(g, x.shape)
+Tensor view(const Tensor& x, const std::vector<std::int64_t>& shape, std::source_location site = std::source_location::current());      // same as reshape
+Tensor flatten(const Tensor& x, int start_dim = 0, int end_dim = -1, std::source_location site = std::source_location::current());
+Tensor unsqueeze(const Tensor& x, int dim, std::source_location site = std::source_location::current());                               // dim in [-rank-1, rank]
+Tensor squeeze(const Tensor& x, std::source_location site = std::source_location::current());                                          // drops every size-1 dim
+Tensor squeeze(const Tensor& x, int dim, std::source_location site = std::source_location::current());                                 // no-op if size(dim) != 1
+Tensor transpose(const Tensor& x, int dim0, int dim1, std::source_location site = std::source_location::current());                    // dx = transpose(g, dim0, dim1)
+Tensor permute(const Tensor& x, const std::vector<int>& dims, std::source_location site = std::source_location::current());           // dx = permute(g, inverse)
 // Elements start, start + step, ... < end along dim (end clamped to the size, as Python slicing).
-Tensor slice(const Tensor& x, int dim, std::int64_t start, std::int64_t end, std::int64_t step = 1);
-Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length);
-Tensor cat(const std::vector<Tensor>& tensors, int dim = 0);
-Tensor stack(const std::vector<Tensor>& tensors, int dim = 0);
+Tensor slice(const Tensor& x, int dim, std::int64_t start, std::int64_t end, std::int64_t step = 1, std::source_location site = std::source_location::current());
+Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length, std::source_location site = std::source_location::current());
+Tensor cat(const std::vector<Tensor>& tensors, int dim = 0, std::source_location site = std::source_location::current());
+Tensor stack(const std::vector<Tensor>& tensors, int dim = 0, std::source_location site = std::source_location::current());
 // index: 1-D int64; out has size index.numel() along dim.  dx = index_add of g into zeros.
-Tensor index_select(const Tensor& x, int dim, const Tensor& index);
+Tensor index_select(const Tensor& x, int dim, const Tensor& index, std::source_location site = std::source_location::current());
 // torch.index_add: out = x, then out[.., index[j], ..] += source[.., j, ..] along dim (repeated
 // indices accumulate). source has x's shape except size index.numel() along dim. Floating only.
 //   dx = g      dsource = index_select(g, dim, index)
 // index_select's and slice's VJPs are index_add into zeros, so their second derivatives work.
-Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& source);
+Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& source, std::source_location site = std::source_location::current());
 
 }  // namespace tapegrad
