@@ -13,6 +13,7 @@
 #include "ops/elementwise.hpp"
 #include "autodiff/custom_op.hpp"
 #include "autodiff/gradcheck.hpp"
+#include "autodiff/inspect.hpp"
 #include "ops/linalg.hpp"
 #include "ops/reduce.hpp"
 #include "ops/shape.hpp"

@@ -160,18 +160,34 @@ Layout probe(const char* who, const MultiFunction& F, const std::vector<Tensor>&
 // (x + eps) - (x - eps) as stored in the input's dtype, which equals 2 eps up to the rounding of
 // x +- eps (and is much more accurate than 2 eps when that rounding is not negligible, e.g.
 // large |x| or float32).
+// With `sides`, also the one-sided differences (f(x) - f(x - eps)) / (x - xm) and
+// (f(x + eps) - f(x)) / (xp - x), for kink detection.
+struct OneSided {
+  std::vector<Matrix> left, right;
+};
+
 std::vector<Matrix> numeric_core(const char* who, const MultiFunction& F, const std::vector<Tensor>& inputs,
                                  const std::vector<bool>& req, double eps, Layout* layout_out,
-                                 std::vector<std::string>* warnings) {
+                                 std::vector<std::string>* warnings, OneSided* sides = nullptr) {
   std::vector<Tensor> c = perturbable_copies(inputs, req);
   const Layout l = probe(who, F, c);
   if (layout_out) *layout_out = l;
   NoGradGuard no_grad;
+  std::vector<double> base;
+  if (sides) {
+    base = flatten(who, F(c), l);
+    sides->left.assign(inputs.size(), Matrix());
+    sides->right.assign(inputs.size(), Matrix());
+  }
   std::vector<Matrix> J(inputs.size());
   for (std::size_t k = 0; k < inputs.size(); ++k) {
     if (!req[k]) continue;
     const std::int64_t n = c[k].numel();
     J[k] = Matrix(l.rows, n);
+    if (sides) {
+      sides->left[k] = Matrix(l.rows, n);
+      sides->right[k] = Matrix(l.rows, n);
+    }
     bool step_lost = false;
     for (std::int64_t j = 0; j < n; ++j) {
       dispatch_float(c[k].dtype(), [&]<class T>() {
@@ -189,6 +205,12 @@ std::vector<Matrix> numeric_core(const char* who, const MultiFunction& F, const 
         for (std::int64_t i = 0; i < l.rows; ++i) {
           const auto si = static_cast<std::size_t>(i);
           J[k](i, j) = h != 0.0 ? (plus[si] - minus[si]) / h : std::numeric_limits<double>::quiet_NaN();
+          if (sides) {
+            const double hl = static_cast<double>(x) - xm, hr = xp - static_cast<double>(x);
+            const double nan = std::numeric_limits<double>::quiet_NaN();
+            sides->left[k](i, j) = hl != 0.0 ? (base[si] - minus[si]) / hl : nan;
+            sides->right[k](i, j) = hr != 0.0 ? (plus[si] - base[si]) / hr : nan;
+          }
         }
       });
     }
@@ -322,12 +344,19 @@ void fill_output_index(InputCheck& ic, const Layout& l) {
   }
 }
 
+std::vector<std::int64_t> output_multi_index(const Layout& l, std::int64_t flat) {
+  for (std::size_t o = 0; o < l.shapes.size(); ++o)
+    if (flat < l.offsets[o] + l.shapes[o].numel()) return multi_index(l.shapes[o], flat - l.offsets[o]);
+  return {};
+}
+
 // The full check: every Jacobian entry of every input that requires grad.
 void full_check(const char* who, const MultiFunction& F, const std::vector<Tensor>& inputs, const std::vector<bool>& req,
                 GradcheckReport& r) {
   const GradcheckOptions& opt = r.options;
   Layout l;
-  const std::vector<Matrix> num = numeric_core(who, F, inputs, req, opt.eps, &l, &r.warnings);
+  OneSided sides;
+  const std::vector<Matrix> num = numeric_core(who, F, inputs, req, opt.eps, &l, &r.warnings, opt.detect_kinks ? &sides : nullptr);
   const std::vector<Matrix> ana = analytic_core(who, F, inputs, req, &l);
   r.outputs = l.shapes;
   for (std::size_t k = 0; k < inputs.size(); ++k) {
@@ -336,7 +365,18 @@ void full_check(const char* who, const MultiFunction& F, const std::vector<Tenso
     double worst = 0.0;
     bool first = true;
     for (std::int64_t i = 0; i < num[k].rows; ++i)
-      for (std::int64_t j = 0; j < num[k].cols; ++j) add_entry(ic, worst, ana[k](i, j), num[k](i, j), opt.atol, opt.rtol, i, j, &first);
+      for (std::int64_t j = 0; j < num[k].cols; ++j) {
+        const double a = ana[k](i, j), n = num[k](i, j);
+        // Kinks in float64 only: in float32 the one-sided differences are mostly rounding noise.
+        if (opt.detect_kinks && inputs[k].dtype() == kFloat64) {
+          const double left = sides.left[k](i, j), right = sides.right[k](i, j);
+          if (detail::judge_entry(a, n, left, right, opt.atol, opt.rtol, true) == detail::EntryVerdict::Kink) {
+            ic.kinks.push_back(Kink{i, output_multi_index(l, i), j, multi_index(ic.shape, j), left, right, a});
+            continue;
+          }
+        }
+        add_entry(ic, worst, a, n, opt.atol, opt.rtol, i, j, &first);
+      }
     if (ic.worst_element >= 0) ic.worst_index = multi_index(ic.shape, ic.worst_element);
     fill_output_index(ic, l);
   }
@@ -444,6 +484,21 @@ nlohmann::json number(double v) {
 }
 
 }  // namespace
+
+namespace detail {
+EntryVerdict judge_entry(double a, double n, double left, double right, double atol, double rtol, bool detect_kinks) {
+  if (detect_kinks && std::isfinite(a) && std::isfinite(left) && std::isfinite(right)) {
+    // A kink: the one-sided slopes are distinguishable at the check's own tolerance. Then the
+    // analytic value must be a subgradient: inside [min(left, right), max(left, right)].
+    const double tol = atol + rtol * std::max(std::abs(left), std::abs(right));
+    if (std::abs(right - left) > tol) {
+      const double lo = std::min(left, right), hi = std::max(left, right);
+      return a >= lo - tol && a <= hi + tol ? EntryVerdict::Kink : EntryVerdict::Fail;
+    }
+  }
+  return check_entry(a, n, atol, rtol).pass ? EntryVerdict::Pass : EntryVerdict::Fail;
+}
+}  // namespace detail
 
 // ---- public API ----
 
@@ -652,6 +707,18 @@ std::string GradcheckReport::str() const {
     if (!ic.ok)
       s += fmt::format(" (|analytic - numeric| = {:.3g} > atol + rtol |numeric| = {:.3g})", std::abs(ic.analytic - ic.numeric),
                        options.atol + options.rtol * std::abs(ic.numeric));
+    if (!ic.kinks.empty()) {
+      s += fmt::format("\n    {} kink{} (non-differentiable points; the analytic value is a subgradient, not a failure):",
+                       ic.kinks.size(), ic.kinks.size() == 1 ? "" : "s");
+      constexpr std::size_t kShown = 5;
+      for (std::size_t q = 0; q < std::min(ic.kinks.size(), kShown); ++q) {
+        const Kink& kk = ic.kinks[q];
+        s += fmt::format("\n      element {} (output {}): analytic {:.6g} in [{:.6g}, {:.6g}] (left {:.6g}, right {:.6g})",
+                         fmt_index(kk.index), fmt_index(kk.output_index), kk.analytic, std::min(kk.left, kk.right),
+                         std::max(kk.left, kk.right), kk.left, kk.right);
+      }
+      if (ic.kinks.size() > kShown) s += fmt::format("\n      ... and {} more", ic.kinks.size() - kShown);
+    }
   }
   for (const std::string& w : warnings) s += fmt::format("\n  warning: {}", w);
   return s;
@@ -664,7 +731,7 @@ nlohmann::json GradcheckReport::to_json() const {
   j["dtype"] = std::string(dtype_name(dtype));
   j["options"] = {{"eps", number(options.eps)},     {"atol", number(options.atol)},
                   {"rtol", number(options.rtol)},   {"fast_mode", options.fast_mode},
-                  {"seed", options.seed}};
+                  {"seed", options.seed},           {"detect_kinks", options.detect_kinks}};
   j["outputs"] = nlohmann::json::array();
   for (const Shape& s : outputs) j["outputs"].push_back(s.to_vector());
   j["inputs"] = nlohmann::json::array();
@@ -684,6 +751,16 @@ nlohmann::json GradcheckReport::to_json() const {
     e["worst_index"] = ic.worst_index;
     e["analytic"] = number(ic.analytic);
     e["numeric"] = number(ic.numeric);
+    e["kinks"] = nlohmann::json::array();
+    for (const Kink& kk : ic.kinks)
+      e["kinks"].push_back({{"output", kk.output},
+                            {"output_index", kk.output_index},
+                            {"element", kk.element},
+                            {"index", kk.index},
+                            {"left", number(kk.left)},
+                            {"right", number(kk.right)},
+                            {"analytic", number(kk.analytic)},
+                            {"interval", {number(std::min(kk.left, kk.right)), number(std::max(kk.left, kk.right))}}});
     j["inputs"].push_back(std::move(e));
   }
   j["warnings"] = warnings;

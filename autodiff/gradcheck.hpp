@@ -34,6 +34,26 @@ struct GradcheckOptions {
   // v (and random u), for each input. Cost: 2 forwards + 1 backward per input.
   bool fast_mode = false;
   std::uint64_t seed = 0;  // for the random projections of fast mode and gradgradcheck's g
+  // Non-differentiable points (relu and abs at 0, max with ties, clamp at its bounds): every entry
+  // also gets the one-sided differences
+  //   left = (f(x) - f(x - eps)) / eps,   right = (f(x + eps) - f(x)) / eps
+  // When they differ (by more than atol + rtol max(|left|, |right|)) the point is a kink: the entry
+  // passes, reported as a kink, if the analytic value lies in the subgradient interval
+  // [min(left, right), max(left, right)] (with that tolerance), and fails otherwise, so a wrong VJP
+  // at a kink still fails. Full mode and float64 inputs only (in float32 the one-sided differences
+  // are mostly rounding noise). Costs one more evaluation of f.
+  bool detect_kinks = true;
+};
+
+// A Jacobian entry at a non-differentiable point whose analytic value is a valid subgradient.
+struct Kink {
+  std::int64_t output = -1;                 // flat index into the (stacked) outputs
+  std::vector<std::int64_t> output_index;   // multi-index into that output
+  std::int64_t element = -1;                // flat index into the input
+  std::vector<std::int64_t> index;          // multi-index into the input
+  double left = 0.0;                        // one-sided differences
+  double right = 0.0;
+  double analytic = 0.0;                    // lies in [min(left, right), max(left, right)]
 };
 
 struct InputCheck {
@@ -59,6 +79,9 @@ struct InputCheck {
   std::vector<std::int64_t> worst_index;  // the same, as a multi-index into this input
   double analytic = 0.0;
   double numeric = 0.0;
+  // Entries at kinks (see GradcheckOptions::detect_kinks): not failures, and left out of the
+  // error figures and the worst element above.
+  std::vector<Kink> kinks;
 };
 
 struct GradcheckReport {
@@ -77,6 +100,13 @@ struct GradcheckReport {
   nlohmann::json to_json() const;
 };
 std::ostream& operator<<(std::ostream& os, const GradcheckReport& r);
+
+namespace detail {
+// The verdict on one Jacobian entry: analytic a against the central difference n, with the
+// one-sided differences left and right for kink detection (see GradcheckOptions::detect_kinks).
+enum class EntryVerdict { Pass, Kink, Fail };
+EntryVerdict judge_entry(double a, double n, double left, double right, double atol, double rtol, bool detect_kinks);
+}  // namespace detail
 
 // One [out.numel(), in.numel()] matrix per input (float64). Inputs that do not require grad get
 // an undefined Tensor (at least one must require grad). f is evaluated without recording, on

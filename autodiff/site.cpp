@@ -27,7 +27,18 @@ bool inside_library(const std::source_location& s) {
 
 }  // namespace
 
-SiteScope::SiteScope(const std::source_location& site) noexcept : active_(!t_site && !inside_library(site)) {
+// The same call site comes back on every call of a loop: remember the last file checked.
+bool inside_library_cached(const std::source_location& s) {
+  thread_local const char* last_file = nullptr;
+  thread_local bool last_inside = false;
+  if (s.file_name() != last_file) {
+    last_file = s.file_name();
+    last_inside = inside_library(s);
+  }
+  return last_inside;
+}
+
+SiteScope::SiteScope(const std::source_location& site) noexcept : active_(!t_site && !inside_library_cached(site)) {
   if (active_) t_site = site;
 }
 

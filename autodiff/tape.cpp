@@ -5,6 +5,7 @@
 #include <cassert>
 #include <optional>
 
+#include "autodiff/inspect.hpp"
 #include "ops/elementwise.hpp"
 
 namespace tapegrad {
@@ -12,6 +13,8 @@ namespace tapegrad {
 namespace {
 
 thread_local bool grad_enabled = true;
+thread_local bool anomaly_on = false;
+thread_local detail::RecordObserver* observers = nullptr;  // newest first
 
 std::atomic<std::uint64_t> next_tape_id{1};
 constexpr int kIdShift = 40;
@@ -21,6 +24,9 @@ struct Tape {
   std::uint64_t counter = 0;
   NodeStore nodes;
   std::size_t live = 0;
+  std::size_t live_bytes = 0;  // sum of live nodes' saved_bytes
+  std::size_t peak_live = 0;
+  std::size_t peak_bytes = 0;
   int in_backward = 0;  // no sweeping while a backward loop indexes the nodes
 
   std::uint64_t new_id() { return (id << kIdShift) | ++counter; }
@@ -34,6 +40,7 @@ struct Tape {
     n.saved_out = Tensor();
     n.released = true;
     --live;
+    live_bytes -= n.saved_bytes;
   }
 
   // Drop trailing nodes that are released or whose output nobody holds any more. Releasing one
@@ -46,7 +53,7 @@ struct Tape {
       release(b);
       nodes.pop_back();
     }
-    if (nodes.empty()) live = 0;
+    if (nodes.empty()) live = live_bytes = 0;
   }
 };
 
@@ -130,6 +137,7 @@ struct Request {
   bool retain_graph;
   bool create_graph;
   bool allow_unused;
+  BackwardTrace* trace;
 };
 
 std::vector<Tensor> run_backward(Request r) {
@@ -209,6 +217,8 @@ std::vector<Tensor> run_backward(Request r) {
 
   const bool create = r.create_graph;
   const bool retain = r.retain_graph || create;
+  BackwardTrace* const trace = r.trace;
+  const bool anomaly = anomaly_on;
   GradModeGuard mode(create);
   std::optional<BackwardScope> scope(std::in_place, tape);
 
@@ -237,6 +247,10 @@ std::vector<Tensor> run_backward(Request r) {
             "backward: the vjp of '{}' returned {} gradients for {} inputs (expected one per "
             "input; an undefined Tensor stands for zero)",
             node.op, gs.size(), node.inputs.size()));
+      if (trace || anomaly) [[unlikely]] {
+        if (trace) detail::trace_step(*trace, idx, node, g, gs);
+        if (anomaly) detail::check_vjp_finite(idx, node, g, gs);
+      }
       for (std::size_t k = 0; k < gs.size(); ++k) {
         const Tensor& in = node.inputs[k];
         if (!gs[k].defined() || !in.requires_grad()) continue;
@@ -337,6 +351,8 @@ void record_node(const char* op, InputList inputs, Tensor& out, Vjp vjp, bool sa
   n.out_shape = o.shape;
   n.out_dtype = o.dtype;
   n.released = false;
+  const std::optional<std::source_location> site = current_site();
+  n.site = site ? *site : std::source_location{};
   o.requires_grad = true;
   o.node_index = static_cast<std::int64_t>(tape.nodes.size() - 1);
   o.node_id = n.id;
@@ -351,25 +367,74 @@ void record_node(const char* op, InputList inputs, Tensor& out, Vjp vjp, bool sa
     s.node_id = o.node_id;
     n.saved_out = std::move(saved);
   }
+  // Statistics: what this node keeps alive (as tape_stats counts it), and the peaks.
+  std::size_t bytes = 0;
+  for (const Tensor& in : n.inputs) bytes += static_cast<std::size_t>(in.numel()) * dtype_size(in.dtype());
+  if (save_out) bytes += static_cast<std::size_t>(o.shape.numel()) * dtype_size(o.dtype);
+  n.saved_bytes = bytes;
+  tape.live_bytes += bytes;
   ++tape.live;
+  if (tape.live > tape.peak_live) tape.peak_live = tape.live;
+  if (tape.live_bytes > tape.peak_bytes) tape.peak_bytes = tape.live_bytes;
+  if (observers) [[unlikely]] {
+    const std::size_t pos = tape.nodes.size() - 1;
+    for (RecordObserver* obs = observers; obs; obs = obs->previous()) obs->on_record(pos, tape.nodes[pos], out);
+  }
 }
+
+RecordObserver::RecordObserver() : prev_(observers) { observers = this; }
+RecordObserver::~RecordObserver() {
+  assert(observers == this && "RecordObservers must be destroyed in reverse order of creation");
+  observers = prev_;
+}
+
+bool anomaly_enabled() noexcept { return anomaly_on; }
+void set_anomaly_enabled(bool on) noexcept { anomaly_on = on; }
 
 }  // namespace detail
 
 void backward(const Tensor& out, const BackwardOptions& options) {
-  run_backward({"backward", {out}, {}, nullptr, options.retain_graph, options.create_graph, true});
+  run_backward({"backward", {out}, {}, nullptr, options.retain_graph, options.create_graph, true, options.trace});
 }
 
 void backward(const Tensor& out, const Tensor& grad_out, const BackwardOptions& options) {
   if (!grad_out.defined()) throw InvalidArgument("backward: grad_out is undefined");
   run_backward(
-      {"backward", {out}, {grad_out}, nullptr, options.retain_graph, options.create_graph, true});
+      {"backward", {out}, {grad_out}, nullptr, options.retain_graph, options.create_graph, true, options.trace});
 }
 
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
                          const std::vector<Tensor>& grad_outputs, const GradOptions& options) {
   return run_backward({"grad", outputs, grad_outputs, &inputs, options.retain_graph,
-                       options.create_graph, options.allow_unused});
+                       options.create_graph, options.allow_unused, options.trace});
+}
+
+std::string site_str(const std::source_location& site) {
+  if (site.line() == 0) return "";
+  std::string_view file = site.file_name();
+  if (const auto slash = file.find_last_of('/'); slash != std::string_view::npos) file.remove_prefix(slash + 1);
+  std::string s = fmt::format("{}:{}", file, site.line());
+  if (site.function_name() != nullptr && site.function_name()[0] != '\0') s += fmt::format(" (in {})", site.function_name());
+  return s;
+}
+
+namespace {
+std::string bytes_str(std::size_t b) {
+  if (b < 1024) return fmt::format("{} B", b);
+  if (b < 1024 * 1024) return fmt::format("{:.1f} KiB", static_cast<double>(b) / 1024.0);
+  return fmt::format("{:.1f} MiB", static_cast<double>(b) / (1024.0 * 1024.0));
+}
+}  // namespace
+
+std::string TapeStats::str() const {
+  return fmt::format("tape: {} nodes ({} live, peak {}), saved tensors {} (peak {})", nodes, live_nodes, peak_live_nodes,
+                     bytes_str(saved_bytes), bytes_str(peak_saved_bytes));
+}
+
+void reset_peak() {
+  Tape& tape = this_tape();
+  tape.peak_live = tape.live;
+  tape.peak_bytes = tape.live_bytes;
 }
 
 TapeStats tape_stats() {
@@ -383,6 +448,8 @@ TapeStats tape_stats() {
     if (n.saved_out.defined())
       s.saved_bytes += static_cast<std::size_t>(n.saved_out.numel()) * dtype_size(n.saved_out.dtype());
   }
+  s.peak_live_nodes = std::max(tape.peak_live, s.live_nodes);
+  s.peak_saved_bytes = std::max(tape.peak_bytes, s.saved_bytes);
   return s;
 }
 
@@ -393,7 +460,7 @@ void clear_tape() {
   if (tape.in_backward > 0) throw RuntimeError("clear_tape: cannot clear the tape during backward");
   for (std::size_t i = 0; i < tape.nodes.size(); ++i) tape.release(tape.nodes[i]);
   tape.nodes.clear();
-  tape.live = 0;
+  tape.live = tape.live_bytes = 0;
 }
 
 const NodeStore& tape_nodes() { return this_tape().nodes; }

@@ -15,11 +15,13 @@
 #include <functional>
 #include <type_traits>
 #include <memory>
+#include <source_location>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "autodiff/pool.hpp"
+#include "autodiff/site.hpp"
 #include "autodiff/small_function.hpp"
 #include "autodiff/tensor.hpp"
 
@@ -88,6 +90,8 @@ struct Node {
   Shape out_shape;
   DType out_dtype = DType::Float32;
   bool released = false;
+  std::size_t saved_bytes = 0;     // inputs + saved_out when recorded (tape statistics)
+  std::source_location site{};     // where the user called the op, when the op said so (line 0: unknown)
 };
 
 // The tape's node storage: fixed-size chunks, so references stay valid while backward with
@@ -130,7 +134,35 @@ class NodeStore {
 
 using TensorRefs = std::initializer_list<std::reference_wrapper<const Tensor>>;
 
+// ---- creation sites ----
+// Each node keeps the call site that was current when it was recorded (autodiff/site.hpp: ops
+// open a SiteScope with the caller's std::source_location), so anomaly errors and traces can
+// name the user's file and line. line() == 0: unknown.
+// "file.cpp:42 (in f)"; "" for an unknown site (line 0).
+std::string site_str(const std::source_location& site);
+
 namespace detail {
+// Inspection tools (anomaly mode, check_tape, precision_report; autodiff/inspect.hpp) watch
+// recording through observers: each is called after a node is on the tape, newest observer first,
+// with the node's position and its output (which it may read, or, for check_tape's replays,
+// perturb). Without observers recording pays one thread-local load and branch.
+class RecordObserver {
+ public:
+  RecordObserver();   // installs itself on this thread
+  virtual ~RecordObserver();  // uninstalls (observers are scoped: destroy in reverse order)
+  RecordObserver(const RecordObserver&) = delete;
+  RecordObserver& operator=(const RecordObserver&) = delete;
+  virtual void on_record(std::size_t position, const Node& node, Tensor& out) = 0;
+  RecordObserver* previous() const { return prev_; }
+
+ private:
+  RecordObserver* prev_;
+};
+
+// Anomaly mode (DetectAnomalyGuard) on this thread: backward checks every VJP result.
+bool anomaly_enabled() noexcept;
+void set_anomaly_enabled(bool on) noexcept;
+
 bool should_record(TensorRefs inputs);
 bool should_record(const std::vector<Tensor>& inputs);
 void record_node(const char* op, InputList inputs, Tensor& out, Vjp vjp, bool save_out);
@@ -162,9 +194,14 @@ void record(const char* op, const std::vector<Tensor>& inputs, Tensor& out, F&& 
 }
 
 // ---- backward ----
+class BackwardTrace;  // autodiff/inspect.hpp
+
 struct BackwardOptions {
   bool retain_graph = false;  // keep the nodes so the graph can be walked again
   bool create_graph = false;  // record the backward computation (implies retain_graph)
+  // When set, every node backward runs is appended to *trace, in execution order: op, incoming
+  // gradient, produced input gradients (autodiff/inspect.hpp). Off (nullptr): no cost.
+  BackwardTrace* trace = nullptr;
 };
 
 // backward(loss): loss must have one element; grad_out = 1.
@@ -176,6 +213,7 @@ struct GradOptions {
   bool retain_graph = false;  // PyTorch's default is create_graph; see grad()
   bool create_graph = false;
   bool allow_unused = false;  // an input the outputs do not depend on gets an undefined Tensor
+  BackwardTrace* trace = nullptr;  // as in BackwardOptions
 };
 
 // torch.autograd.grad: d(sum_i <grad_outputs[i], outputs[i]>)/d inputs, returned rather than
@@ -189,9 +227,15 @@ struct TapeStats {
   std::size_t nodes = 0;        // entries on this thread's tape (live or released)
   std::size_t live_nodes = 0;   // entries still holding a VJP
   std::size_t saved_bytes = 0;  // bytes of live nodes' inputs and saved outputs (not buffers a VJP
-                                // closure captures privately, such as cross_entropy's)
+                                // closure captures privately, such as cross_entropy's); a tensor
+                                // saved by two nodes counts twice
+  std::size_t peak_live_nodes = 0;   // the largest live_nodes since reset_peak() (or thread start)
+  std::size_t peak_saved_bytes = 0;  // the largest saved_bytes since then
+  std::string str() const;      // "tape: 12 nodes (12 live, peak 40), saved 3.1 KiB (peak 9.4 KiB)"
 };
 TapeStats tape_stats();
+// Starts a new peak window: the peaks become the current values.
+void reset_peak();
 std::size_t tape_size();
 // Releases every node of this thread's tape (like dropping every graph). Tensors that referred
 // to them become as if their graph had been freed.
@@ -203,3 +247,10 @@ const NodeStore& tape_nodes();
 const char* producer_name(const Tensor& t);
 
 }  // namespace tapegrad
+
+template <>
+struct fmt::formatter<tapegrad::TapeStats> : fmt::formatter<std::string> {
+  auto format(const tapegrad::TapeStats& s, fmt::format_context& ctx) const {
+    return fmt::formatter<std::string>::format(s.str(), ctx);
+  }
+};

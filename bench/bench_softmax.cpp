@@ -14,6 +14,9 @@
 // It is the same byte count for every implementation, so ratios of bandwidth are ratios of speed.
 // The two smaller shapes fit in L2 (2 MiB here), so these are cache bandwidths, not DRAM ones.
 // Run: cmake --build build --target run_benchmarks   (or ./build/bench_softmax directly)
+// SIMD: tapegrad's float32 row kernels pick the widest ISA of this CPU at run time (printed in the
+// context as tapegrad_simd; TAPEGRAD_SIMD=generic|avx2|avx512 forces one); the Eigen versions are
+// compiled for the build's target (SSE2 by default, -march=native with TAPEGRAD_NATIVE=ON).
 // Threads: every benchmark runs on one thread (Eigen and libtorch set to 1, printed in the context).
 // bench_softmax is a single-threaded process; bench_softmax_torch, built when libtorch is found,
 // adds libtorch, whose thread pools make the process multi-threaded (see bench_core.cpp).
@@ -28,6 +31,7 @@
 
 #include "tapegrad.hpp"
 #include "bench_main.hpp"
+#include "ops/simd.hpp"
 
 #if TAPEGRAD_HAVE_TORCH
 #include <torch/torch.h>
@@ -210,6 +214,7 @@ void register_all() {
 int main(int argc, char** argv) {
   benchmark::AddCustomContext("bandwidth", "bytes an ideal implementation moves per step / time; softmax and "
                                            "log_softmax 5 x B x K x 4, cross_entropy 3 x B x K x 4");
+  benchmark::AddCustomContext("tapegrad_simd", tapegrad::simd::kernels().name);
   register_all();
   return tapegrad::bench::run_main(argc, argv, "bench_softmax");
 }

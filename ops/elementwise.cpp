@@ -161,7 +161,8 @@ Tensor sum_to_size(const Tensor& x, const Shape& shape, std::source_location sit
   if (broadcast_shapes("sum_to_size", "shape", shape, "x", x.shape()) != x.shape())
     throw InvalidArgument(fmt::format("sum_to_size: x of shape {} cannot be summed to {} ({} must broadcast to x's shape)",
                                       x.shape(), shape, shape));
-  Tensor out = zeros(shape, x.dtype());
+  const bool trailing = shape.numel() == 1 || is_trailing(shape, x.shape());  // written whole: no zero fill
+  Tensor out = trailing ? Tensor::empty(shape, x.dtype()) : zeros(shape, x.dtype());
   dispatch_float(x.dtype(), [&]<class T>() {
     const T* px = x.data<T>();
     T* po = out.mutable_data<T>();

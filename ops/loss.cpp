@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include "ops/loss.hpp"
 
+#include "autodiff/site.hpp"
+
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -12,6 +15,7 @@
 #include "ops/elementwise.hpp"
 #include "ops/reduce.hpp"
 #include "ops/shape.hpp"
+#include "ops/simd.hpp"
 #include "ops/softmax.hpp"
 
 namespace tapegrad {
@@ -266,6 +270,63 @@ double cross_entropy_rows(const Tensor& x, const Tensor& target, const Tensor& w
   const bool any_weight = pw ? (wmap != T(0)).any() : true;
 
   double total = 0;
+  // The loss of sample s (row at base) from m = max and sum = sum exp(x - m) (0 when masked).
+  auto sample = [&](std::int64_t s, std::int64_t base, T m, T sum) {
+    const auto xr = const_row<T, Contig>(px + base, C, D);
+    const bool masked = m == -inf;
+    const T logs = masked ? T(0) : std::log(sum);
+    T l = 0;
+    if (c.prob) {
+      // l = -sum_c a_c logp_c,  a = w ((1 - eps) y + eps / C); terms with a_c = 0 are 0
+      const auto yr = const_row<T, Contig>(py + base, C, D);
+      auto loss_of = [&](const auto& a) -> T {
+        if (masked) return (a != T(0)).any() ? inf : T(0);
+        return -(a != T(0)).select(a * ((xr - m) - logs), T(0)).sum();
+      };
+      l = pw ? loss_of(wmap * (keep * yr + spread)) : loss_of(keep * yr + spread);
+    } else if (pt[s] != c.ignore_index) {
+      // l = -(1 - eps) w_t logp_t - (eps / C) sum_c w_c logp_c
+      const std::int64_t t = pt[s];
+      const T wt = pw ? pw[t] : T(1);
+      const T lpt = masked ? -inf : (px[base + t * D] - m) - logs;
+      if (keep * wt != T(0)) l = -keep * wt * lpt;
+      if (eps > T(0)) {
+        T smooth;  // -sum_c w_c logp_c
+        if (masked)
+          smooth = any_weight ? inf : T(0);
+        else if (pw)
+          smooth = -(wmap != T(0)).select(wmap * ((xr - m) - logs), T(0)).sum();
+        else
+          smooth = -((xr - m) - logs).sum();
+        l += spread * smooth;
+      }
+    }
+    if (per_sample) per_sample[s] = l;
+    total += static_cast<double>(l);
+  };
+
+  if constexpr (std::is_same_v<T, float> && Contig) {
+    // float32 rows along the last dim (inner == 1): max, exp and sum by the SIMD kernels of
+    // ops/simd.hpp, a chunk of samples at a time (m and s in stack buffers).
+    constexpr std::int64_t kChunk = 256;
+    float mb[kChunk], sb[kChunk];
+    const simd::Kernels& k = simd::kernels();
+    for (std::int64_t s0 = 0; s0 < L.sp.outer; s0 += kChunk) {
+      const std::int64_t n = std::min(kChunk, L.sp.outer - s0);
+      const std::int64_t bad = k.exp_rows(px + s0 * C, e ? e + s0 * C : nullptr, mb, sb, n, C);
+      if (bad >= 0) {
+        const T* row = px + (s0 + bad) * C;
+        const bool nan = std::any_of(row, row + C, [](T v) { return std::isnan(v); });
+        throw_bad_logit(x, L, s0 + bad, nan ? static_cast<double>(NAN) : static_cast<double>(inf));
+      }
+      for (std::int64_t j = 0; j < n; ++j) {
+        if (inv_s) inv_s[s0 + j] = sb[j] > T(0) ? T(1) / sb[j] : T(0);
+        sample(s0 + j, (s0 + j) * C, mb[j], sb[j]);
+      }
+    }
+    return total;
+  }
+
   for (std::int64_t o = 0; o < L.sp.outer; ++o)
     for (std::int64_t i = 0; i < D; ++i) {
       const std::int64_t s = o * D + i, base = o * C * D + i;
@@ -273,14 +334,12 @@ double cross_entropy_rows(const Tensor& x, const Tensor& target, const Tensor& w
       // NaN logits: a plain (vectorised) max may skip them, but then exp(NaN) makes the sum NaN
       const T m = xr.maxCoeff();
       if (!(m < inf)) throw_bad_logit(x, L, s, static_cast<double>(m));
-      const bool masked = m == -inf;
-      T logs = 0;
-      if (masked) {
+      T sum = 0;
+      if (m == -inf) {  // fully masked
         if (xr.isNaN().any()) throw_bad_logit(x, L, s, static_cast<double>(NAN));
         if (e) mut_row<T, Contig>(e + base, C, D).setZero();
         if (inv_s) inv_s[s] = 0;
       } else {
-        T sum;
         if (e) {
           auto er = mut_row<T, Contig>(e + base, C, D);
           sum = exp_shifted_into(xr, m, er);
@@ -289,37 +348,8 @@ double cross_entropy_rows(const Tensor& x, const Tensor& target, const Tensor& w
           sum = (xr - m).exp().sum();  // flushing would not change the sum
         }
         if (!(sum >= T(1))) throw_bad_logit(x, L, s, static_cast<double>(NAN));
-        logs = std::log(sum);
       }
-
-      T l = 0;
-      if (c.prob) {
-        // l = -sum_c a_c logp_c,  a = w ((1 - eps) y + eps / C); terms with a_c = 0 are 0
-        const auto yr = const_row<T, Contig>(py + base, C, D);
-        auto loss_of = [&](const auto& a) -> T {
-          if (masked) return (a != T(0)).any() ? inf : T(0);
-          return -(a != T(0)).select(a * ((xr - m) - logs), T(0)).sum();
-        };
-        l = pw ? loss_of(wmap * (keep * yr + spread)) : loss_of(keep * yr + spread);
-      } else if (pt[s] != c.ignore_index) {
-        // l = -(1 - eps) w_t logp_t - (eps / C) sum_c w_c logp_c
-        const std::int64_t t = pt[s];
-        const T wt = pw ? pw[t] : T(1);
-        const T lpt = masked ? -inf : (px[base + t * D] - m) - logs;
-        if (keep * wt != T(0)) l = -keep * wt * lpt;
-        if (eps > T(0)) {
-          T smooth;  // -sum_c w_c logp_c
-          if (masked)
-            smooth = any_weight ? inf : T(0);
-          else if (pw)
-            smooth = -(wmap != T(0)).select(wmap * ((xr - m) - logs), T(0)).sum();
-          else
-            smooth = -((xr - m) - logs).sum();
-          l += spread * smooth;
-        }
-      }
-      if (per_sample) per_sample[s] = l;
-      total += static_cast<double>(l);
+      sample(s, base, m, sum);
     }
   return total;
 }
@@ -345,6 +375,34 @@ void cross_entropy_backward_rows(const Tensor& g, const Tensor& target, const Te
   const T keep = static_cast<T>(1.0 - c.eps), spread = static_cast<T>(c.eps / C);
   const auto wmap = pw ? Eigen::Map<const Arr<T>>(pw, static_cast<Eigen::Index>(C)) : Eigen::Map<const Arr<T>>(nullptr, 0);
   const T sum_w = pw ? wmap.sum() : static_cast<T>(C);
+
+  if constexpr (std::is_same_v<T, float> && Contig) {
+    if (!c.prob && (c.eps == 0 || !pw)) {
+      // float32 rows along the last dim, index targets: the same formula with the row pass
+      // dx = e * scale - shift by the SIMD kernels (scale = G A / s, shift = G eps / C; 0 and 0 for
+      // ignored samples), then the target entries here, a chunk of samples at a time.
+      constexpr std::int64_t kChunk = 256;
+      float scale[kChunk], shift[kChunk];
+      const simd::Kernels& k = simd::kernels();
+      for (std::int64_t s0 = 0; s0 < sp.outer; s0 += kChunk) {
+        const std::int64_t n = std::min(kChunk, sp.outer - s0);
+        for (std::int64_t j = 0; j < n; ++j) {
+          const std::int64_t s = s0 + j, t = pt[s];
+          if (t == c.ignore_index) {
+            scale[j] = shift[j] = 0.0f;
+            continue;
+          }
+          const T Gs = G(s), wt = pw ? pw[t] : T(1);
+          scale[j] = Gs * (keep * wt + spread * sum_w) * pinv[s];
+          shift[j] = Gs * spread;
+        }
+        k.scale_shift_rows(pd + s0 * C, scale, c.eps > 0 ? shift : nullptr, n, C);
+        for (std::int64_t s = s0; s < s0 + n; ++s)
+          if (const std::int64_t t = pt[s]; t != c.ignore_index) pd[s * C + t] -= G(s) * keep * (pw ? pw[t] : T(1));
+      }
+      return;
+    }
+  }
 
   for (std::int64_t o = 0; o < sp.outer; ++o)
     for (std::int64_t i = 0; i < D; ++i) {
@@ -542,7 +600,8 @@ void record_class_loss(const char* op, const Tensor& x, const Tensor& target, co
 }
 }  // namespace
 
-Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntropyOptions& options) {
+Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntropyOptions& options, std::source_location site) {
+  const SiteScope site_scope(site);
   const char* op = "cross_entropy";
   const ClassLayout L = check_class_loss(op, "input", input, target, options.weight, options.reduction,
                                          options.ignore_index, /*allow_prob=*/true);
@@ -602,7 +661,8 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntro
 
 // ---------------------------------------------------------------- nll_loss
 
-Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NllLossOptions& options) {
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NllLossOptions& options, std::source_location site) {
+  const SiteScope site_scope(site);
   const char* op = "nll_loss";
   const ClassLayout L = check_class_loss(op, "log_probs", log_probs, target, options.weight, options.reduction,
                                          options.ignore_index, /*allow_prob=*/false);
@@ -669,7 +729,8 @@ Tensor elementwise_scale(const Tensor& g, Reduction r, double norm) {
 
 }  // namespace
 
-Tensor kl_div(const Tensor& input, const Tensor& target, const KlDivOptions& options) {
+Tensor kl_div(const Tensor& input, const Tensor& target, const KlDivOptions& options, std::source_location site) {
+  const SiteScope site_scope(site);
   const char* op = "kl_div";
   check_floating(op, "input", input);
   check_floating(op, "target", target);
@@ -749,7 +810,8 @@ void check_broadcasts_to(const char* op, const char* name, const Tensor& t, cons
 
 }  // namespace
 
-Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target, const BceWithLogitsOptions& options) {
+Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target, const BceWithLogitsOptions& options, std::source_location site) {
+  const SiteScope site_scope(site);
   const char* op = "binary_cross_entropy_with_logits";
   check_floating(op, "logits", logits);
   check_floating(op, "target", target);

@@ -38,6 +38,10 @@
 //     forward, in the same buffer (one [N, C] allocation per step for both).
 #include <cstdint>
 
+#include <source_location>
+
+#include <source_location>
+
 #include "autodiff/tensor.hpp"
 
 namespace tapegrad {
@@ -55,7 +59,8 @@ struct CrossEntropyOptions {
   Reduction reduction = Reduction::Mean;
   double label_smoothing = 0.0;       // in [0, 1]
 };
-Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntropyOptions& options = {});
+Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntropyOptions& options = {},
+             std::source_location site = std::source_location::current());
 
 // nll_loss(log_probs, target): l_n = -w[t_n] log_probs[n, t_n]; shapes as cross_entropy with index
 // targets; mean divides by the summed weights of the non-ignored targets.
@@ -64,7 +69,8 @@ struct NllLossOptions {
   std::int64_t ignore_index = -100;
   Reduction reduction = Reduction::Mean;
 };
-Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NllLossOptions& options = {});
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NllLossOptions& options = {},
+             std::source_location site = std::source_location::current());
 
 // kl_div(input, target): input holds log-probabilities; pointwise
 //   l = target (log target - input)          (log_target = false; 0 where target = 0)
@@ -79,7 +85,8 @@ struct KlDivOptions {
   Reduction reduction = Reduction::Mean;
   bool log_target = false;
 };
-Tensor kl_div(const Tensor& input, const Tensor& target, const KlDivOptions& options = {});
+Tensor kl_div(const Tensor& input, const Tensor& target, const KlDivOptions& options = {},
+             std::source_location site = std::source_location::current());
 
 // binary_cross_entropy_with_logits(x, y): multi-label, stable for any finite logit;
 //   l = -w [pos_weight * y * log sigmoid(x) + (1 - y) * log sigmoid(-x)]
@@ -94,6 +101,7 @@ struct BceWithLogitsOptions {
   Reduction reduction = Reduction::Mean;
 };
 Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target,
-                                        const BceWithLogitsOptions& options = {});
+                                        const BceWithLogitsOptions& options = {},
+             std::source_location site = std::source_location::current());
 
 }  // namespace tapegrad

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
 #include "ops/softmax.hpp"
 
+#include "autodiff/site.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "autodiff/check.hpp"
 #include "autodiff/tape.hpp"
@@ -11,6 +14,7 @@
 #include "ops/elementwise.hpp"
 #include "ops/reduce.hpp"
 #include "ops/shape.hpp"
+#include "ops/simd.hpp"
 
 namespace tapegrad {
 
@@ -59,6 +63,20 @@ int check_softmax_input(const char* op, const Tensor& x, int dim) {
 
 enum class Kind { Softmax, LogSoftmax, LogSumExp };
 
+// float32 rows along the last dim run on the SIMD kernels of ops/simd.hpp (AVX2 / AVX-512 chosen
+// at run time); float64 and strided rows on Eigen below. Both compute the same formulas.
+template <class T, class S>
+constexpr bool kSimd = std::is_same_v<T, float> && std::is_same_v<S, Contiguous>;
+
+// What made row `row` (of K contiguous values) invalid, for the error: NaN first, as a
+// NaN-propagating max would report it.
+template <class T>
+double bad_value(const T* row, std::int64_t K) {
+  for (std::int64_t k = 0; k < K; ++k)
+    if (std::isnan(row[k])) return static_cast<double>(row[k]);
+  return kInf;
+}
+
 // Eigen's vectorised exp clamps its argument, so exp(-inf) comes out as 3e-39 (float) or 6e-309
 // (double) instead of 0. kernels::flush_subnormal fixes that with a scalar select over the whole
 // row (Eigen 3.4 does not vectorise select); here one vectorised min of the exp's argument says
@@ -68,11 +86,30 @@ const T kExpLow = std::log(std::numeric_limits<T>::min());
 
 // Forward for every row of x seen as [outer, K, inner]. Softmax and LogSoftmax write K values
 // per row into out; LogSumExp writes one.
+//
+// `saved` (log_softmax when recorded) receives e = exp(x - max) for every entry, followed by 1 / sum e
+// for every row (0 for fully masked rows): the backward's softmax is e * (1 / sum e), so neither
+// pass needs another exp, and the forward no normalising pass.
 template <class T, class S>
-void forward_rows(const char* op, const Tensor& x, int d, Kind kind, Tensor& out, T* prob = nullptr) {
+void forward_rows(const char* op, const Tensor& x, int d, Kind kind, Tensor& out, T* saved = nullptr) {
   const DimSplit sp = split_at(x.shape(), d);
   const T* px = x.data<T>();
   T* po = out.mutable_data<T>();
+  if constexpr (kSimd<T, S>) {  // inner == 1: row r is x[r * K, (r + 1) * K)
+    const simd::Kernels& k = simd::kernels();
+    const std::int64_t rows = sp.outer, K = sp.size;
+    std::int64_t bad = -1;
+    switch (kind) {
+      case Kind::Softmax: bad = k.softmax_forward(px, po, rows, K); break;
+      case Kind::LogSoftmax:
+        bad = k.log_softmax_forward(px, po, saved, saved ? saved + rows * K : nullptr, rows, K);
+        break;
+      case Kind::LogSumExp: bad = k.logsumexp_forward(px, po, rows, K); break;
+    }
+    if (bad >= 0) throw_bad_logit(op, x, d, bad, bad_value(px + bad * K, K));
+    return;
+  }
+  T* inv_s = saved ? saved + x.numel() : nullptr;
   const auto K = static_cast<Eigen::Index>(sp.size);
   const auto stride = static_cast<Eigen::Index>(sp.inner);
   for (std::int64_t o = 0; o < sp.outer; ++o)
@@ -89,14 +126,17 @@ void forward_rows(const char* op, const Tensor& x, int d, Kind kind, Tensor& out
       MutRow<T, S> yr(po + base, K, S(stride));
       if (masked) {
         yr.setConstant(kind == Kind::Softmax ? T(0) : m);
-        if (prob) MutRow<T, S>(prob + base, K, S(stride)).setZero();
-      } else if (prob) {  // log_softmax, saving softmax for the fused backward: one exp per entry
-        MutRow<T, S> pr(prob + base, K, S(stride));
-        pr = (xr - m).exp();
-        if (xr.minCoeff() - m < kExpLow<T>) kernels::flush_subnormal(pr);
-        const T s = pr.sum();
+        if (saved) {
+          MutRow<T, S>(saved + base, K, S(stride)).setZero();
+          inv_s[o * sp.inner + i] = T(0);
+        }
+      } else if (saved) {  // log_softmax, saving exp(x - max) for the fused backward: one exp per entry
+        MutRow<T, S> er(saved + base, K, S(stride));
+        er = (xr - m).exp();
+        if (xr.minCoeff() - m < kExpLow<T>) kernels::flush_subnormal(er);
+        const T s = er.sum();
         yr = (xr - m) - std::log(s);
-        pr *= T(1) / s;
+        inv_s[o * sp.inner + i] = T(1) / s;
       } else if (kind == Kind::Softmax) {
         yr = (xr - m).exp();
         if (xr.minCoeff() - m < kExpLow<T>) kernels::flush_subnormal(yr);  // -inf entries: exactly 0
@@ -122,6 +162,11 @@ void for_each_row(const Shape& shape, int d, F&& f) {
 template <class T, class S>
 void softmax_backward_rows(const Tensor& y, const Tensor& g, int d, Tensor& dx) {
   // dx = y * (g - <g, y>)
+  if constexpr (kSimd<T, S>) {
+    const DimSplit sp = split_at(y.shape(), d);
+    simd::kernels().softmax_backward(y.data<T>(), g.data<T>(), dx.mutable_data<T>(), sp.outer, sp.size);
+    return;
+  }
   for_each_row<S>(y.shape(), d, [&](std::int64_t base, std::int64_t, Eigen::Index K, const S& st) {
     Row<T, S> yr(y.data<T>() + base, K, st), gr(g.data<T>() + base, K, st);
     MutRow<T, S> dr(dx.mutable_data<T>() + base, K, st);
@@ -130,16 +175,24 @@ void softmax_backward_rows(const Tensor& y, const Tensor& g, int d, Tensor& dx) 
   });
 }
 
-// dx = g - p * sum(g) with p = softmax(x) saved by the forward; fully masked rows (p = 0) get 0
+// dx = g - softmax(x) * sum(g), softmax(x) = e * inv_s from what the forward saved (see
+// forward_rows); fully masked rows (inv_s = 0) get 0
 template <class T, class S>
-void log_softmax_backward_saved_rows(const Tensor& p, const Tensor& g, int d, Tensor& dx) {
-  for_each_row<S>(p.shape(), d, [&](std::int64_t base, std::int64_t, Eigen::Index K, const S& st) {
-    Row<T, S> pr(p.data<T>() + base, K, st), gr(g.data<T>() + base, K, st);
+void log_softmax_backward_saved_rows(const Tensor& saved, const Tensor& g, int d, Tensor& dx) {
+  const T* e = saved.data<T>();
+  const T* inv_s = e + dx.numel();
+  if constexpr (kSimd<T, S>) {
+    const DimSplit sp = split_at(dx.shape(), d);
+    simd::kernels().log_softmax_backward(e, inv_s, g.data<T>(), dx.mutable_data<T>(), sp.outer, sp.size);
+    return;
+  }
+  for_each_row<S>(dx.shape(), d, [&](std::int64_t base, std::int64_t row, Eigen::Index K, const S& st) {
+    Row<T, S> er(e + base, K, st), gr(g.data<T>() + base, K, st);
     MutRow<T, S> dr(dx.mutable_data<T>() + base, K, st);
-    if (pr.maxCoeff() == T(0))
+    if (inv_s[row] == T(0))
       dr.setZero();
     else
-      dr = gr - pr * gr.sum();
+      dr = gr - er * (inv_s[row] * gr.sum());
   });
 }
 
@@ -147,6 +200,12 @@ template <class T, class S>
 void logsumexp_backward_rows(const Tensor& x, const Tensor& lse, const Tensor& g, int d, Tensor& dx) {
   // dx = g * softmax(x), as exp(x - m) / sum exp(x - m): exp(x - lse) would lose the answer when
   // |lse| dwarfs log K (x = [1e30, 1e30] gives lse = 1e30 exactly). Fully masked rows get 0.
+  if constexpr (kSimd<T, S>) {
+    const DimSplit sp = split_at(x.shape(), d);
+    simd::kernels().logsumexp_backward(x.data<T>(), lse.data<T>(), g.data<T>(), dx.mutable_data<T>(), sp.outer,
+                                       sp.size);
+    return;
+  }
   for_each_row<S>(x.shape(), d, [&](std::int64_t base, std::int64_t row, Eigen::Index K, const S& st) {
     Row<T, S> xr(x.data<T>() + base, K, st);
     MutRow<T, S> dr(dx.mutable_data<T>() + base, K, st);
@@ -166,7 +225,8 @@ Tensor fully_masked_rows(const Tensor& y, int d) { return isinf(max(y, d, /*keep
 
 }  // namespace
 
-Tensor softmax(const Tensor& x, int dim) {
+Tensor softmax(const Tensor& x, int dim, std::source_location site) {
+  const SiteScope site_scope(site);
   const int d = check_softmax_input("softmax", x, dim);
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   dispatch_rows(x.dtype(), x.shape(), d, [&]<class T, class S>() { forward_rows<T, S>("softmax", x, d, Kind::Softmax, y); });
@@ -180,12 +240,15 @@ Tensor softmax(const Tensor& x, int dim) {
   return y;
 }
 
-Tensor log_softmax(const Tensor& x, int dim) {
+Tensor log_softmax(const Tensor& x, int dim, std::source_location site) {
+  const SiteScope site_scope(site);
   const int d = check_softmax_input("log_softmax", x, dim);
   Tensor y = Tensor::empty(x.shape(), x.dtype());
-  // When recorded, softmax(x) is saved too: the fused backward then needs no exp (memory: one more
-  // tensor of x's size on the tape until backward).
-  Tensor p = GradMode::is_enabled() && x.requires_grad() ? Tensor::empty(x.shape(), x.dtype()) : Tensor();
+  // When recorded, exp(x - max) and 1 / sum per row are saved too (one buffer, see forward_rows):
+  // the fused backward then needs no exp (memory: one more tensor of x's size on the tape until
+  // backward).
+  const std::int64_t rows = x.numel() / std::max<std::int64_t>(x.dim() > 0 ? x.size(d) : 1, 1);
+  Tensor p = GradMode::is_enabled() && x.requires_grad() ? Tensor::empty(Shape{x.numel() + rows}, x.dtype()) : Tensor();
   dispatch_rows(x.dtype(), x.shape(), d, [&]<class T, class S>() {
     forward_rows<T, S>("log_softmax", x, d, Kind::LogSoftmax, y, p.defined() ? p.mutable_data<T>() : nullptr);
   });
@@ -202,7 +265,8 @@ Tensor log_softmax(const Tensor& x, int dim) {
   return y;
 }
 
-Tensor logsumexp(const Tensor& x, int dim, bool keepdim) {
+Tensor logsumexp(const Tensor& x, int dim, bool keepdim, std::source_location site) {
+  const SiteScope site_scope(site);
   const int d = check_softmax_input("logsumexp", x, dim);
   Shape kept = x.shape();
   if (kept.rank() > 0) kept[d] = 1;
@@ -229,7 +293,8 @@ Tensor logsumexp(const Tensor& x, int dim, bool keepdim) {
 
 // ---- temperature ----
 
-Tensor temperature_scale(const Tensor& logits, double temperature) {
+Tensor temperature_scale(const Tensor& logits, double temperature, std::source_location site) {
+  const SiteScope site_scope(site);
   check_floating("temperature_scale", "logits", logits);
   if (!(temperature > 0) || !std::isfinite(temperature))
     throw InvalidArgument(fmt::format("temperature_scale: temperature = {}; expected a finite T > 0 (softmax(x / T))",
@@ -237,7 +302,8 @@ Tensor temperature_scale(const Tensor& logits, double temperature) {
   return div(logits, temperature);
 }
 
-Tensor temperature_scale(const Tensor& logits, const Tensor& temperature) {
+Tensor temperature_scale(const Tensor& logits, const Tensor& temperature, std::source_location site) {
+  const SiteScope site_scope(site);
   check_floating("temperature_scale", "logits", logits);
   check_floating("temperature_scale", "temperature", temperature);
   check_same_dtype("temperature_scale", "logits", logits, "temperature", temperature);
@@ -271,16 +337,20 @@ Tensor shift_by_row_max(const Tensor& x, int dim, const Tensor* temperature = nu
 }
 }  // namespace
 
-Tensor softmax(const Tensor& x, int dim, double temperature) {
+Tensor softmax(const Tensor& x, int dim, double temperature, std::source_location site) {
+  const SiteScope site_scope(site);
   return softmax(temperature_scale(shift_by_row_max(x, dim), temperature), dim);
 }
-Tensor softmax(const Tensor& x, int dim, const Tensor& temperature) {
+Tensor softmax(const Tensor& x, int dim, const Tensor& temperature, std::source_location site) {
+  const SiteScope site_scope(site);
   return softmax(temperature_scale(shift_by_row_max(x, dim, &temperature), temperature), dim);
 }
-Tensor log_softmax(const Tensor& x, int dim, double temperature) {
+Tensor log_softmax(const Tensor& x, int dim, double temperature, std::source_location site) {
+  const SiteScope site_scope(site);
   return log_softmax(temperature_scale(shift_by_row_max(x, dim), temperature), dim);
 }
-Tensor log_softmax(const Tensor& x, int dim, const Tensor& temperature) {
+Tensor log_softmax(const Tensor& x, int dim, const Tensor& temperature, std::source_location site) {
+  const SiteScope site_scope(site);
   return log_softmax(temperature_scale(shift_by_row_max(x, dim, &temperature), temperature), dim);
 }
 

@@ -10,6 +10,7 @@
 
 using namespace tapegrad;
 using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
 
 namespace {
 
@@ -528,9 +529,8 @@ TEST_CASE("cross_entropy: bad input throws, naming the op, the argument, the val
   const Tensor x = zeros({4, 10}, kFloat64);
   SECTION("target index out of range, as a multi-index") {
     REQUIRE_THROWS_AS(cross_entropy(x, idx({0, 1, 2, 12})), InvalidArgument);
-    REQUIRE_THROWS_WITH(cross_entropy(x, idx({0, 1, 2, 12})),
-                        "cross_entropy: target[3] = 12 is out of range for 10 classes (expected 0 <= target < 10, or "
-                        "ignore_index = -100)");
+    REQUIRE_THROWS_WITH(cross_entropy(x, idx({0, 1, 2, 12})), StartsWith("cross_entropy: target[3] = 12 is out of range for 10 classes (expected 0 <= target < 10, or "
+                        "ignore_index = -100)"));
     REQUIRE_THROWS_WITH(cross_entropy(x, idx({0, -1, 2, 3})), Contains("target[1] = -1 is out of range"));
     REQUIRE_THROWS_WITH(cross_entropy(zeros({2, 3, 2}, kFloat64), idx({0, 1, 2, 3}, Shape{2, 2})),
                         Contains("target[1, 1] = 3 is out of range for 3 classes"));
@@ -564,9 +564,8 @@ TEST_CASE("cross_entropy: bad input throws, naming the op, the argument, the val
                                  "float64 like input (class indices have shape [4])"));
   }
   SECTION("weight: length, rank and dtype") {
-    REQUIRE_THROWS_WITH(cross_entropy(x, idx({0, 1, 2, 3}), {.weight = ones({9}, kFloat64)}),
-                        "cross_entropy: weight of shape [9] does not match the 10 classes of input (shape [4, 10]); "
-                        "expected a 1-D tensor of shape [10]");
+    REQUIRE_THROWS_WITH(cross_entropy(x, idx({0, 1, 2, 3}), {.weight = ones({9}, kFloat64)}), StartsWith("cross_entropy: weight of shape [9] does not match the 10 classes of input (shape [4, 10]); "
+                        "expected a 1-D tensor of shape [10]"));
     REQUIRE_THROWS_WITH(cross_entropy(x, idx({0, 1, 2, 3}), {.weight = ones({1, 10}, kFloat64)}), Contains("weight of shape [1, 10]"));
     REQUIRE_THROWS_WITH(cross_entropy(x, idx({0, 1, 2, 3}), {.weight = ones({10}, kFloat32)}),
                         Contains("cross_entropy: input is float64 but weight is float32"));
@@ -580,8 +579,7 @@ TEST_CASE("cross_entropy: bad input throws, naming the op, the argument, the val
     REQUIRE_THROWS_WITH(cross_entropy(x, idx({0, 1, 2, 3}), {.label_smoothing = 1.5}), Contains("label_smoothing = 1.5"));
   }
   SECTION("no classes, rank 0, undefined, batchmean") {
-    REQUIRE_THROWS_WITH(cross_entropy(zeros({4, 0}, kFloat64), idx({0, 0, 0, 0})),
-                        "cross_entropy: input of shape [4, 0] has no classes (size 0 along the class dim 1); expected C >= 1");
+    REQUIRE_THROWS_WITH(cross_entropy(zeros({4, 0}, kFloat64), idx({0, 0, 0, 0})), StartsWith("cross_entropy: input of shape [4, 0] has no classes (size 0 along the class dim 1); expected C >= 1"));
     REQUIRE_THROWS_WITH(cross_entropy(tensor(1.0, kFloat64), idx({0})),
                         Contains("cross_entropy: input has rank 0 (shape []); expected [C], [N, C] or [N, C, d1, ...]"));
     REQUIRE_THROWS_WITH(cross_entropy(Tensor(), idx({0})), Contains("cross_entropy: input is an undefined Tensor"));
@@ -678,9 +676,8 @@ TEST_CASE("nll_loss: values match PyTorch; gradcheck and gradgradcheck", "[ops][
 
 TEST_CASE("nll_loss: bad input", "[ops][loss][bad]") {
   const Tensor lp = zeros({4, 10}, kFloat64);
-  REQUIRE_THROWS_WITH(nll_loss(lp, idx({0, 1, 2, 12})),
-                      "nll_loss: target[3] = 12 is out of range for 10 classes (expected 0 <= target < 10, or "
-                      "ignore_index = -100)");
+  REQUIRE_THROWS_WITH(nll_loss(lp, idx({0, 1, 2, 12})), StartsWith("nll_loss: target[3] = 12 is out of range for 10 classes (expected 0 <= target < 10, or "
+                      "ignore_index = -100)"));
   REQUIRE_THROWS_WITH(nll_loss(lp, zeros({4, 10}, kFloat64)),
                       Contains("nll_loss: target of shape [4, 10] has log_probs's rank; expected class indices (int64) of shape [4]"));
   REQUIRE_THROWS_WITH(nll_loss(lp, zeros({4}, kFloat64)), Contains("nll_loss: target of shape [4] has dtype float64; class indices must be int64"));
@@ -740,8 +737,7 @@ TEST_CASE("kl_div: gradcheck and gradgradcheck w.r.t. input and target", "[ops][
 }
 
 TEST_CASE("kl_div: bad input", "[ops][loss][bad]") {
-  REQUIRE_THROWS_WITH(kl_div(zeros({2, 3}, kFloat64), zeros({3}, kFloat64)),
-                      "kl_div: target of shape [3] does not match input of shape [2, 3]; expected the same shape");
+  REQUIRE_THROWS_WITH(kl_div(zeros({2, 3}, kFloat64), zeros({3}, kFloat64)), StartsWith("kl_div: target of shape [3] does not match input of shape [2, 3]; expected the same shape"));
   REQUIRE_THROWS_WITH(kl_div(zeros({2, 2}, kFloat64), tensor({{0.5, 0.5}, {1.5, -0.5}}, kFloat64)),
                       Contains("kl_div: target[1, 1] = -0.5 is not a probability; expected target >= 0 (or log_target = true"));
   REQUIRE_NOTHROW(kl_div(zeros({2}, kFloat64), f64({1.5, -0.5}), {.log_target = true}));
@@ -822,7 +818,7 @@ TEST_CASE("binary_cross_entropy_with_logits: bad input", "[ops][loss][bad]") {
   const Tensor x = zeros({2, 3}, kFloat64);
   const char* op = "binary_cross_entropy_with_logits";
   REQUIRE_THROWS_WITH(binary_cross_entropy_with_logits(x, zeros({3}, kFloat64)),
-                      fmt::format("{}: target of shape [3] does not match logits of shape [2, 3]; expected the same shape", op));
+                      StartsWith(fmt::format("{}: target of shape [3] does not match logits of shape [2, 3]; expected the same shape", op)));
   REQUIRE_THROWS_WITH(binary_cross_entropy_with_logits(x, zeros({2, 3})), Contains("logits is float64 but target is float32"));
   REQUIRE_THROWS_WITH(binary_cross_entropy_with_logits(x, x, {.weight = ones({2}, kFloat64)}), Contains("cannot broadcast weight of shape [2]"));
   REQUIRE_THROWS_WITH(binary_cross_entropy_with_logits(x, x, {.weight = ones({4, 2, 3}, kFloat64)}),
