@@ -36,15 +36,6 @@ struct Matrix {
   Tensor to_tensor() const { return from_vector(v, Shape{rows, cols}, kFloat64); }
 };
 
-std::vector<std::int64_t> multi_index(const Shape& shape, std::int64_t flat) {
-  std::vector<std::int64_t> idx(static_cast<std::size_t>(shape.rank()), 0);
-  for (int d = shape.rank() - 1; d >= 0; --d) {
-    const std::int64_t n = shape[d];
-    idx[static_cast<std::size_t>(d)] = n > 0 ? flat % n : 0;
-    flat = n > 0 ? flat / n : 0;
-  }
-  return idx;
-}
 
 // ---- validation ----
 
@@ -338,7 +329,7 @@ void fill_output_index(InputCheck& ic, const Layout& l) {
   for (std::size_t o = 0; o < l.shapes.size(); ++o) {
     if (ic.worst_output < l.offsets[o] + l.shapes[o].numel()) {
       ic.worst_output_tensor = o;
-      ic.worst_output_index = multi_index(l.shapes[o], ic.worst_output - l.offsets[o]);
+      ic.worst_output_index = unravel_index(l.shapes[o], ic.worst_output - l.offsets[o]);
       return;
     }
   }
@@ -346,7 +337,7 @@ void fill_output_index(InputCheck& ic, const Layout& l) {
 
 std::vector<std::int64_t> output_multi_index(const Layout& l, std::int64_t flat) {
   for (std::size_t o = 0; o < l.shapes.size(); ++o)
-    if (flat < l.offsets[o] + l.shapes[o].numel()) return multi_index(l.shapes[o], flat - l.offsets[o]);
+    if (flat < l.offsets[o] + l.shapes[o].numel()) return unravel_index(l.shapes[o], flat - l.offsets[o]);
   return {};
 }
 
@@ -371,13 +362,13 @@ void full_check(const char* who, const MultiFunction& F, const std::vector<Tenso
         if (opt.detect_kinks && inputs[k].dtype() == kFloat64) {
           const double left = sides.left[k](i, j), right = sides.right[k](i, j);
           if (detail::judge_entry(a, n, left, right, opt.atol, opt.rtol, true) == detail::EntryVerdict::Kink) {
-            ic.kinks.push_back(Kink{i, output_multi_index(l, i), j, multi_index(ic.shape, j), left, right, a});
+            ic.kinks.push_back(Kink{i, output_multi_index(l, i), j, unravel_index(ic.shape, j), left, right, a});
             continue;
           }
         }
         add_entry(ic, worst, a, n, opt.atol, opt.rtol, i, j, &first);
       }
-    if (ic.worst_element >= 0) ic.worst_index = multi_index(ic.shape, ic.worst_element);
+    if (ic.worst_element >= 0) ic.worst_index = unravel_index(ic.shape, ic.worst_element);
     fill_output_index(ic, l);
   }
 }

@@ -23,15 +23,6 @@ nlohmann::json number(double v) {
 
 std::string fmt_index(const std::vector<std::int64_t>& idx) { return fmt::format("[{}]", fmt::join(idx, ", ")); }
 
-std::vector<std::int64_t> multi_index(const Shape& shape, std::int64_t flat) {
-  std::vector<std::int64_t> idx(static_cast<std::size_t>(shape.rank()), 0);
-  for (int d = shape.rank() - 1; d >= 0; --d) {
-    const std::int64_t n = shape[d];
-    idx[static_cast<std::size_t>(d)] = n > 0 ? flat % n : 0;
-    flat = n > 0 ? flat / n : 0;
-  }
-  return idx;
-}
 
 // Where a node input comes from, in words.
 std::string describe_source(const Tensor& t) {
@@ -162,7 +153,7 @@ void check_vjp_finite(std::size_t position, const Node& node, const Tensor& g, c
         "anomaly: the vjp of {} returned {} in the gradient for input {} ({}, shape {}) at {} ({} of {} values are not "
         "finite); {}. Check the VJP's formula for 0/0, inf - inf, log(0) or 1/0 at these values: {}; incoming g = {}",
         node_label(position, node), v, k, describe_source(node.inputs[k]), gs[k].shape(),
-        fmt_index(multi_index(gs[k].shape(), bad)), count_non_finite(gs[k]), gs[k].numel(),
+        fmt_index(unravel_index(gs[k].shape(), bad)), count_non_finite(gs[k]), gs[k].numel(),
         g_finite ? "the incoming gradient g was finite, so this VJP produced it"
                  : "the incoming gradient g was already not finite (run the forward under DetectAnomalyGuard too)",
         inputs_str(node), TensorSummary::of(g).str()));
@@ -391,7 +382,7 @@ struct DetectAnomalyGuard::Observer : detail::RecordObserver {
         "anomaly: the forward of {} produced {} at {} of its output (shape {}; {} of {} values are not finite). Its "
         "inputs: {}. Fix the inputs at that position (e.g. clamp_min(x, 1e-12) before log, or add eps to a divisor), "
         "or pass AnomalyOptions{{.allow_forward_inf = true}} if infinities are intended (masks)",
-        node_label(position, node), v, fmt_index(multi_index(out.shape(), bad)), out.shape(), count_non_finite(out),
+        node_label(position, node), v, fmt_index(unravel_index(out.shape(), bad)), out.shape(), count_non_finite(out),
         out.numel(), inputs_str(node)));
   }
 };
@@ -624,8 +615,8 @@ TapeCheckReport check_tape(const Function& f, const std::vector<Tensor>& inputs,
             nc.worst_input = slot;
             nc.worst_input_source = producer >= 0 ? fmt::format("node {} ({})", producer, ops[static_cast<std::size_t>(producer)])
                                                   : describe_source(t);
-            nc.worst_output_index = multi_index(out.shape(), i);
-            nc.worst_input_index = multi_index(t.shape(), j);
+            nc.worst_output_index = unravel_index(out.shape(), i);
+            nc.worst_input_index = unravel_index(t.shape(), j);
             nc.analytic = a;
             nc.numeric = n;
           }

@@ -80,4 +80,14 @@ std::array<std::int64_t, kMaxRank> contiguous_strides(const Shape& s) {
   return st;
 }
 
+std::vector<std::int64_t> unravel_index(const Shape& s, std::int64_t flat) {
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(s.rank()), 0);
+  for (int d = s.rank() - 1; d >= 0; --d) {
+    const std::int64_t n = s[d];
+    idx[static_cast<std::size_t>(d)] = n > 0 ? flat % n : 0;
+    flat = n > 0 ? flat / n : 0;
+  }
+  return idx;
+}
+
 }  // namespace tapegrad

@@ -55,6 +55,8 @@ DimSplit split_at(const Shape& s, int dim);
 
 // Row-major strides in elements.
 std::array<std::int64_t, kMaxRank> contiguous_strides(const Shape& s);
+// The multi-index of a flat row-major position (numpy.unravel_index): [1, 2] for 5 in [2, 3].
+std::vector<std::int64_t> unravel_index(const Shape& s, std::int64_t flat);
 
 }  // namespace tapegrad
 

@@ -25,8 +25,6 @@ bool inside_library(const std::source_location& s) {
 #endif
 }
 
-}  // namespace
-
 // The same call site comes back on every call of a loop: remember the last file checked.
 bool inside_library_cached(const std::source_location& s) {
   thread_local const char* last_file = nullptr;
@@ -37,6 +35,8 @@ bool inside_library_cached(const std::source_location& s) {
   }
   return last_inside;
 }
+
+}  // namespace
 
 SiteScope::SiteScope(const std::source_location& site) noexcept : active_(!t_site && !inside_library_cached(site)) {
   if (active_) t_site = site;

@@ -21,6 +21,7 @@
 #include <Eigen/Dense>
 
 #include "tapegrad.hpp"
+#include "alloc_counter.hpp"
 #include "bench_main.hpp"
 
 #if TAPEGRAD_HAVE_TORCH
@@ -29,23 +30,7 @@
 
 using namespace tapegrad;
 
-// ---- allocation counter (for the memory benchmarks) ----
-namespace {
-std::atomic<std::size_t> g_alloc_bytes{0};
-std::atomic<std::size_t> g_alloc_count{0};
-}  // namespace
-// Replacing the global operator new/delete pair with malloc/free is deliberate here.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t n) {
-  g_alloc_bytes.fetch_add(n, std::memory_order_relaxed);
-  g_alloc_count.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
+using tapegrad::bench::g_alloc_bytes;
 
 namespace {
 

@@ -15,26 +15,13 @@
 #include <new>
 #include <vector>
 
+#include "alloc_counter.hpp"
 #include "bench_main.hpp"
 #include <fmt/ranges.h>
 
 #include "tapegrad.hpp"
 
-namespace {
-std::atomic<std::size_t> g_alloc_bytes{0};
-}
-
-// Replacing the global operator new/delete pair with malloc/free is deliberate here.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t n) {
-  g_alloc_bytes.fetch_add(n, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
+using tapegrad::bench::g_alloc_bytes;
 
 namespace {
 

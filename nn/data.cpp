@@ -113,12 +113,7 @@ void check_finite(const Tensor& t, const std::string& what) {
     const T* p = t.data<T>();
     for (std::int64_t i = 0; i < t.numel(); ++i)
       if (!std::isfinite(p[i])) {
-        std::vector<std::int64_t> idx(static_cast<std::size_t>(t.dim()));
-        std::int64_t rem = i;
-        for (int d = t.dim() - 1; d >= 0; --d) {
-          idx[static_cast<std::size_t>(d)] = rem % t.size(d);
-          rem /= t.size(d);
-        }
+        const auto idx = unravel_index(t.shape(), i);
         throw InvalidArgument(fmt::format("{}: element [{}] is {}; expected finite values (shape {})", what,
                                           fmt::join(idx, ", "), static_cast<double>(p[i]), t.shape()));
       }

@@ -214,12 +214,7 @@ Tensor embedding(const Tensor& weight, const Tensor& indices, std::optional<std:
   const std::int64_t* pi = indices.data<std::int64_t>();
   for (std::int64_t i = 0; i < indices.numel(); ++i)
     if (pi[i] < 0 || pi[i] >= num) {
-      std::vector<std::int64_t> idx(static_cast<std::size_t>(indices.dim()));
-      std::int64_t rem = i;
-      for (int d = indices.dim() - 1; d >= 0; --d) {
-        idx[static_cast<std::size_t>(d)] = rem % indices.size(d);
-        rem /= indices.size(d);
-      }
+      const auto idx = unravel_index(indices.shape(), i);
       throw InvalidArgument(fmt::format("{}: indices[{}] = {} is out of range for {} embeddings (expected 0 <= id < {})",
                                         op, fmt::join(idx, ", "), pi[i], num, num));
     }

@@ -43,13 +43,7 @@ void check_not_batchmean(const char* op, Reduction r) {
 // "[1, 2]" for flat index 5 of shape [2, 3]; "" for rank 0 (so "target{} = 3" reads "target = 3").
 std::string index_str(const Shape& shape, std::int64_t flat) {
   if (shape.rank() == 0) return "";
-  std::vector<std::int64_t> idx(static_cast<std::size_t>(shape.rank()));
-  for (int d = shape.rank() - 1; d >= 0; --d) {
-    const std::int64_t n = shape[d] > 0 ? shape[d] : 1;
-    idx[static_cast<std::size_t>(d)] = flat % n;
-    flat /= n;
-  }
-  return fmt::format("[{}]", fmt::join(idx, ", "));
+  return fmt::format("[{}]", fmt::join(unravel_index(shape, flat), ", "));
 }
 
 // ---- validation shared by cross_entropy and nll_loss ----
