@@ -3,7 +3,9 @@
 
 #include <atomic>
 #include <cassert>
+#include <iterator>
 #include <optional>
+#include <span>
 
 #include "autodiff/inspect.hpp"
 #include "ops/elementwise.hpp"
@@ -129,10 +131,15 @@ void accumulate_leaf(TensorImpl& leaf, Tensor g, bool create_graph) {
   }
 }
 
+// Scratch for one backward walk comes from the per-thread pool (autodiff/pool.hpp), so a warm
+// training step makes no trip to malloc here either.
+template <class T>
+using PooledVector = std::vector<T, detail::PoolAllocator<T>>;
+
 struct Request {
   const char* who;
-  std::vector<Tensor> outputs;
-  std::vector<Tensor> grad_outputs;
+  std::span<const Tensor> outputs;
+  PooledVector<Tensor> grad_outputs;
   const std::vector<Tensor>* capture;  // nullptr: accumulate into leaves' .grad
   bool retain_graph;
   bool create_graph;
@@ -171,7 +178,7 @@ std::vector<Tensor> run_backward(Request r) {
     }
   }
 
-  std::vector<Tensor> captured;
+  PooledVector<Tensor> captured;
   if (r.capture) {
     captured.resize(r.capture->size());
     for (std::size_t k = 0; k < r.capture->size(); ++k) {
@@ -197,7 +204,7 @@ std::vector<Tensor> run_backward(Request r) {
   // Pre-pass: mark the nodes the gradient reaches and fail now, before any .grad changes, if one
   // of them was released.
   const auto n_nodes = static_cast<std::size_t>(top + 1);
-  std::vector<std::uint8_t> needed(n_nodes, 0);
+  PooledVector<std::uint8_t> needed(n_nodes, 0);
   for (const Tensor& out : r.outputs)
     if (!out.is_leaf()) needed[node_position(r.who, tape, out.impl())] = 1;
   for (std::int64_t i = top; i >= 0; --i) {
@@ -207,7 +214,7 @@ std::vector<Tensor> run_backward(Request r) {
       if (in.requires_grad() && !in.is_leaf()) needed[node_position(r.who, tape, in.impl())] = 1;
   }
 
-  std::vector<std::uint8_t> keep(n_nodes, 0);  // slots to read after the loop (captured non-leaves)
+  PooledVector<std::uint8_t> keep(n_nodes, 0);  // slots to read after the loop (captured non-leaves)
   if (r.capture)
     for (const Tensor& in : *r.capture)
       if (!in.is_leaf()) {
@@ -222,7 +229,7 @@ std::vector<Tensor> run_backward(Request r) {
   GradModeGuard mode(create);
   std::optional<BackwardScope> scope(std::in_place, tape);
 
-  std::vector<Tensor> slots(n_nodes);
+  PooledVector<Tensor> slots(n_nodes);
   for (std::size_t k = 0; k < r.outputs.size(); ++k) {
     const Tensor& out = r.outputs[k];
     const Tensor& go = r.grad_outputs[k];
@@ -285,7 +292,7 @@ std::vector<Tensor> run_backward(Request r) {
   slots.clear();
   scope.reset();
   tape.sweep();
-  return captured;
+  return std::vector<Tensor>(std::make_move_iterator(captured.begin()), std::make_move_iterator(captured.end()));
 }
 
 }  // namespace
@@ -394,18 +401,18 @@ void set_anomaly_enabled(bool on) noexcept { anomaly_on = on; }
 }  // namespace detail
 
 void backward(const Tensor& out, const BackwardOptions& options) {
-  run_backward({"backward", {out}, {}, nullptr, options.retain_graph, options.create_graph, true, options.trace});
+  run_backward({"backward", {&out, 1}, {}, nullptr, options.retain_graph, options.create_graph, true, options.trace});
 }
 
 void backward(const Tensor& out, const Tensor& grad_out, const BackwardOptions& options) {
   if (!grad_out.defined()) throw InvalidArgument("backward: grad_out is undefined");
   run_backward(
-      {"backward", {out}, {grad_out}, nullptr, options.retain_graph, options.create_graph, true, options.trace});
+      {"backward", {&out, 1}, PooledVector<Tensor>{grad_out}, nullptr, options.retain_graph, options.create_graph, true, options.trace});
 }
 
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
                          const std::vector<Tensor>& grad_outputs, const GradOptions& options) {
-  return run_backward({"grad", outputs, grad_outputs, &inputs, options.retain_graph,
+  return run_backward({"grad", outputs, PooledVector<Tensor>(grad_outputs.begin(), grad_outputs.end()), &inputs, options.retain_graph,
                        options.create_graph, options.allow_unused, options.trace});
 }
 
