@@ -7,6 +7,8 @@
 
 #include <Eigen/Core>
 
+#include "autodiff/threads.hpp"
+
 #if TAPEGRAD_HAVE_TORCH
 #include <torch/torch.h>
 #endif
@@ -15,6 +17,9 @@ namespace tapegrad::bench {
 
 // `program` names the binary whose _torch twin carries the libtorch figures.
 inline int run_main(int argc, char** argv, const std::string& program) {
+  // One thread everywhere unless a benchmark says otherwise. libtorch's own set_num_threads does
+  // not reach OpenBLAS (a separate thread pool), so libtorch benchmarks set both.
+  tapegrad::set_num_threads(1);
   benchmark::AddCustomContext("eigen_threads", std::to_string(Eigen::nbThreads()));
 #if TAPEGRAD_HAVE_TORCH
   (void)program;

@@ -8,7 +8,8 @@
 // Side by side in one run: tapegrad (nn::MLP + nn::SGD), a hand-written Eigen version (explicit
 // forward and backward, no autodiff, the same matrix products) and, in the bench_nn_torch twin,
 // libtorch's C++ frontend (torch::nn::Sequential + torch::optim::SGD). Each at 1 and 2 threads
-// (tapegrad::set_num_threads: OpenBLAS's threads when built with it; torch::set_num_threads).
+// (tapegrad::set_num_threads: OpenBLAS's threads when built with it; libtorch: torch::set_num_threads
+// for its own loops plus OpenBLAS's threads, since Debian's libtorch runs its GEMMs on OpenBLAS).
 // A counting operator new reports the heap bytes each steady-state step allocates.
 #include <atomic>
 #include <cstdlib>
@@ -134,7 +135,12 @@ void mlp_step_eigen(benchmark::State& state) {
 void mlp_step_torch(benchmark::State& state) {
   const Config& c = kConfigs[state.range(0)];
   const int threads = static_cast<int>(state.range(1));
+  // libtorch's loops use its own (OpenMP) pool; its GEMMs run on OpenBLAS's, which
+  // torch::set_num_threads does not reach. Both are set: OpenBLAS at `threads` (what a libtorch
+  // program gets by default, OpenBLAS taking every core) and, as a second variant, at 1.
+  const int blas_threads = static_cast<int>(state.range(2));
   torch::set_num_threads(threads);
+  set_num_threads(blas_threads);
   torch::manual_seed(1);
   torch::nn::Sequential net;
   for (std::size_t l = 0; l + 1 < c.sizes.size(); ++l) {
@@ -151,8 +157,10 @@ void mlp_step_torch(benchmark::State& state) {
     opt.step();
     benchmark::DoNotOptimize(loss.data_ptr());
   }
-  state.SetLabel("threads " + std::to_string(threads));
+  state.SetLabel(fmt::format("{} b{} threads {} (OpenBLAS threads {})", fmt::join(c.sizes, "-"), c.batch, threads,
+                             blas_threads));
   torch::set_num_threads(1);
+  set_num_threads(1);
 }
 #endif
 
@@ -165,7 +173,14 @@ void args(benchmark::internal::Benchmark* b) {
 BENCHMARK(mlp_step_tapegrad)->Name("mlp_step/tapegrad")->Apply(args);
 BENCHMARK(mlp_step_eigen)->Name("mlp_step/eigen_by_hand")->Apply(args);
 #if TAPEGRAD_HAVE_TORCH
-BENCHMARK(mlp_step_torch)->Name("mlp_step/libtorch")->Apply(args);
+BENCHMARK(mlp_step_torch)->Name("mlp_step/libtorch")->Apply([](benchmark::internal::Benchmark* b) {
+  for (int c = 0; c < 3; ++c) {
+    b->Args({c, 1, 1});
+    b->Args({c, 2, 2});
+    b->Args({c, 2, 1});
+  }
+  b->Unit(benchmark::kMicrosecond)->UseRealTime();
+});
 #endif
 
 }  // namespace
