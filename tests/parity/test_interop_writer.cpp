@@ -12,7 +12,7 @@
 using namespace tapegrad;
 using namespace tapegrad::nn;
 
-TEST_CASE("interop: write MLP checkpoints for torch", "[.interop]") {
+TEST_CASE("interop: write MLP and attention-block checkpoints for torch", "[.interop]") {
   const char* dir = std::getenv("TAPEGRAD_INTEROP_DIR");
   REQUIRE(dir != nullptr);
   nlohmann::json cases = nlohmann::json::array();
@@ -29,6 +29,29 @@ TEST_CASE("interop: write MLP checkpoints for torch", "[.interop]") {
                        {"input", tensor_to_json(x)}, {"output", tensor_to_json(y)}});
     }
   }
+  // The attention block: TransformerBlock is torch.nn.TransformerEncoderLayer(norm_first=True,
+  // batch_first=True, activation="gelu") under the same parameter names.
+  for (DType dt : {kFloat64, kFloat32}) {
+    for (bool causal : {false, true}) {
+      Generator gen(static_cast<std::uint64_t>(100 + k));
+      const std::int64_t E = 8, H = 2, FF = 16, B = 3, T = 5;
+      TransformerBlock block(E, H, FF, gen, {.causal = causal, .dtype = dt});
+      block.eval();
+      Tensor x = randn({B, T, E}, gen, dt);
+      Tensor y = block(x);
+      const std::string name = fmt::format("block{}.json", k++);
+      save(block, (std::filesystem::path(dir) / name).string());
+      cases.push_back({{"checkpoint", name},
+                       {"kind", "transformer_block"},
+                       {"embed_dim", E},
+                       {"num_heads", H},
+                       {"ffn_dim", FF},
+                       {"causal", causal},
+                       {"dtype", std::string(dtype_name(dt))},
+                       {"input", tensor_to_json(x)},
+                       {"output", tensor_to_json(y)}});
+    }
+  }
   std::ofstream(std::filesystem::path(dir) / "cases.json") << cases.dump();
-  REQUIRE(k == 4);
+  REQUIRE(k == 8);
 }

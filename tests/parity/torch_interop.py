@@ -7,7 +7,8 @@ CTest runs it as `parity.torch_interop` (exit code 77 = skipped when this interp
     /usr/bin/python3 tests/parity/torch_interop.py ./build/tapegrad_tests
 
 It runs the hidden Catch2 test "[.interop]", which writes checkpoints (an MLP in float64 and in
-float32) with an input and tapegrad's output into a temporary directory, then loads each one with
+float32, and a TransformerBlock with and without a causal mask in both dtypes) with an input and
+tapegrad's output into a temporary directory, then loads each one with
 the README's few lines of Python and checks that torch gives the same output.
 """
 import json
@@ -42,22 +43,38 @@ def main():
         cases = json.load(open(os.path.join(d, "cases.json")))
         assert cases, "no interop cases written"
         for case in cases:
-            sizes = case["sizes"]
-            layers = []
-            for i in range(len(sizes) - 1):
-                layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
-                if i + 2 < len(sizes):
-                    layers.append(torch.nn.ReLU())
-            net = torch.nn.Sequential(*layers).to(getattr(torch, case["dtype"]))
-            net.load_state_dict(load_state(os.path.join(d, case["checkpoint"])))
-            with torch.no_grad():
-                out = net(tensor(case["input"]))
+            dtype = getattr(torch, case["dtype"])
+            if case.get("kind") == "transformer_block":
+                # The README's attention-block lines: TransformerBlock is a pre-norm
+                # TransformerEncoderLayer with GELU and batch-first tensors.
+                net = torch.nn.TransformerEncoderLayer(case["embed_dim"], case["num_heads"], case["ffn_dim"],
+                                                       dropout=0.0, activation="gelu", batch_first=True,
+                                                       norm_first=True).to(dtype)
+                net.load_state_dict(load_state(os.path.join(d, case["checkpoint"])))
+                net.eval()
+                T = case["input"]["shape"][1]
+                mask = torch.ones(T, T, dtype=torch.bool).triu(1) if case["causal"] else None
+                with torch.no_grad():
+                    out = net(tensor(case["input"]), src_mask=mask)
+                what = "torch.nn.TransformerEncoderLayer" + (" (causal mask)" if case["causal"] else "")
+            else:
+                sizes = case["sizes"]
+                layers = []
+                for i in range(len(sizes) - 1):
+                    layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+                    if i + 2 < len(sizes):
+                        layers.append(torch.nn.ReLU())
+                net = torch.nn.Sequential(*layers).to(dtype)
+                net.load_state_dict(load_state(os.path.join(d, case["checkpoint"])))
+                with torch.no_grad():
+                    out = net(tensor(case["input"]))
+                what = "torch.nn.Sequential"
             expected = tensor(case["output"])
             rtol = 1e-10 if case["dtype"] == "float64" else 1e-5
             if not torch.allclose(out, expected, rtol=rtol, atol=rtol):
                 print(f"torch_interop: {case['checkpoint']}: torch output differs from tapegrad's\n{out}\n{expected}")
                 sys.exit(1)
-            print(f"torch_interop: {case['checkpoint']}: torch.nn.Sequential output matches tapegrad "
+            print(f"torch_interop: {case['checkpoint']}: {what} output matches tapegrad "
                   f"(max |diff| {float((out - expected).abs().max()):.3g})")
 
 
