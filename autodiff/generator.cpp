@@ -34,6 +34,12 @@ std::uint64_t Generator::next_u64() {
   return result;
 }
 
+void Generator::set_state(const State& s) {
+  if (s == State{})
+    throw InvalidArgument("Generator::set_state: the state is all zeros (xoshiro256** would only ever return 0)");
+  s_ = s;
+}
+
 double Generator::uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
 
 float Generator::uniform_float() { return static_cast<float>(next_u64() >> 40) * 0x1.0p-24f; }

@@ -21,6 +21,13 @@ class Generator {
   double normal();          // N(0, 1)
   std::uint64_t below(std::uint64_t n);  // uniform integer in [0, n), unbiased (rejection)
 
+  // The whole state (xoshiro256**'s four words), to save and restore a stream exactly
+  // (torch.Generator.get_state / set_state). set_state rejects the all-zero state, which
+  // xoshiro256** never leaves.
+  using State = std::array<std::uint64_t, 4>;
+  State state() const { return s_; }
+  void set_state(const State& s);
+
  private:
   std::array<std::uint64_t, 4> s_{};
 };

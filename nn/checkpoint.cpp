@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include <fcntl.h>
@@ -62,6 +63,50 @@ void commit_state(const Module& module, const std::vector<Tensor>& values) {
   }
 }
 
+// Dropout's random streams: {"module name": [w0, w1, w2, w3]} (Generator::state()).
+nlohmann::json rng_state(const Module& module) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [name, g] : module.named_generators()) j[name] = g->state();
+  return j;
+}
+
+// The "rng" entry parsed against the module's generators, in named_generators() order. A
+// checkpoint without one (written before streams were saved, or by hand) restores no stream.
+std::optional<std::vector<Generator::State>> parse_rng(Module& module, const nlohmann::json& ckpt) {
+  if (!ckpt.contains("rng")) return std::nullopt;
+  const nlohmann::json& j = ckpt["rng"];
+  if (!j.is_object()) throw CheckpointError("\"rng\": expected an object of named generator states");
+  const auto own = module.named_generators();
+  std::vector<Generator::State> states;
+  for (const auto& [name, g] : own) {
+    if (!j.contains(name))
+      throw CheckpointError(fmt::format("rng '{}': the model's random stream is missing from the checkpoint (a different architecture?)", name));
+    const nlohmann::json& v = j.at(name);
+    Generator::State s{};
+    bool ok = v.is_array() && v.size() == s.size();
+    for (std::size_t i = 0; ok && i < s.size(); ++i) {
+      ok = v[i].is_number_unsigned();
+      if (ok) s[i] = v[i].get<std::uint64_t>();
+    }
+    if (!ok)
+      throw CheckpointError(fmt::format("rng '{}': expected 4 unsigned 64-bit integers, got {}", name, v.dump()));
+    if (s == Generator::State{}) throw CheckpointError(fmt::format("rng '{}': the state is all zeros (corrupted)", name));
+    states.push_back(s);
+  }
+  for (const auto& [key, value] : j.items()) {
+    bool known = false;
+    for (const auto& [name, g] : own) known = known || name == key;
+    if (!known) throw CheckpointError(fmt::format("rng '{}': in the checkpoint but the model has no such random stream (a different architecture?)", key));
+  }
+  return states;
+}
+
+void commit_rng(Module& module, const std::optional<std::vector<Generator::State>>& states) {
+  if (!states) return;
+  const auto own = module.named_generators();
+  for (std::size_t i = 0; i < own.size(); ++i) own[i].second->set_state((*states)[i]);
+}
+
 nlohmann::json read_checkpoint(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw CheckpointError(fmt::format("load: cannot open '{}': {}", path, std::strerror(errno)));
@@ -87,6 +132,7 @@ std::string checkpoint_text(const Module& module, const Optimizer* optimizer) {
   j["format"] = "tapegrad-checkpoint";
   j["version"] = kCheckpointVersion;
   j["model"] = state_dict(module);
+  if (!module.named_generators().empty()) j["rng"] = rng_state(module);
   if (optimizer) j["optimizer"] = optimizer->state_dict();
   return j.dump(1);
 }
@@ -150,17 +196,22 @@ void save(const Module& module, const Optimizer& optimizer, const std::string& p
 
 void load(Module& module, const std::string& path) {
   const nlohmann::json j = read_checkpoint(path);
-  commit_state(module, parse_state(module, j["model"]));
+  const std::vector<Tensor> values = parse_state(module, j["model"]);
+  const auto rng = parse_rng(module, j);
+  commit_state(module, values);
+  commit_rng(module, rng);
 }
 
 void load(Module& module, Optimizer& optimizer, const std::string& path) {
   const nlohmann::json j = read_checkpoint(path);
   std::vector<Tensor> values = parse_state(module, j["model"]);
+  const auto rng = parse_rng(module, j);
   if (!j.contains("optimizer")) throw CheckpointError(fmt::format("load: '{}' has no optimizer state", path));
   // The optimiser validates its whole state before changing anything; if it throws, the model
   // has not been touched yet either.
   optimizer.load_state_dict(j["optimizer"]);
   commit_state(module, values);
+  commit_rng(module, rng);
 }
 
 }  // namespace tapegrad::nn

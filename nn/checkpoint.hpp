@@ -4,7 +4,13 @@
 //
 //   {"format": "tapegrad-checkpoint", "version": 1,
 //    "model": {"0.weight": {"shape": [16, 4], "dtype": "float32", "values": [...]}, ...},
+//    "rng": {"1": [w0, w1, w2, w3], ...},                 (only if the model has Dropout layers)
 //    "optimizer": {"type": "Adam", "lr": ..., "state": [...]}}          (optimizer only if saved)
+//
+// "rng" holds each Dropout layer's random stream (Generator::state(), keyed by the layer's
+// name), so training resumed from a checkpoint draws the same masks as an uninterrupted run. It
+// sits outside "model", which stays a plain PyTorch state_dict. A checkpoint without it loads
+// and leaves the streams as they are.
 //
 // Keys are PyTorch's state_dict names, so a checkpoint of an MLP loads into the equivalent
 // torch.nn.Sequential with a few lines of Python (README). Values round-trip exactly.

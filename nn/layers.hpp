@@ -74,6 +74,9 @@ class Dropout : public Module {
   Tensor forward(const Tensor& x) override;
   double p() const { return p_; }
 
+ protected:
+  Generator* own_generator() override { return &gen_; }
+
  private:
   double p_;
   Generator gen_;

@@ -93,6 +93,24 @@ std::vector<Tensor> Module::parameters() const {
   return out;
 }
 
+void Module::collect_generators(const std::string& prefix, std::vector<std::pair<std::string, Generator*>>& out) {
+  if (Generator* g = own_generator()) out.emplace_back(prefix, g);
+  for (const auto& [n, c] : children_) c->collect_generators(prefix.empty() ? n : prefix + "." + n, out);
+}
+
+std::vector<std::pair<std::string, Generator*>> Module::named_generators() {
+  std::vector<std::pair<std::string, Generator*>> out;
+  collect_generators("", out);
+  return out;
+}
+
+std::vector<std::pair<std::string, const Generator*>> Module::named_generators() const {
+  // Reading only: the walk itself changes nothing.
+  std::vector<std::pair<std::string, const Generator*>> out;
+  for (const auto& [n, g] : const_cast<Module*>(this)->named_generators()) out.emplace_back(n, g);
+  return out;
+}
+
 std::int64_t Module::num_parameters() const {
   std::int64_t n = 0;
   for (const Tensor& p : parameters()) n += p.numel();
@@ -123,14 +141,11 @@ DType Module::dtype() const {
 }
 
 void Module::summary_into(const std::string& prefix, int depth, std::string& out) const {
-  std::int64_t own = 0;
   std::string shapes;
-  for (const auto& [n, t] : params_) {
-    own += t.numel();
-    shapes += fmt::format(" {}{}", n, t.shape());
-  }
+  for (const auto& [n, t] : params_) shapes += fmt::format(" {}{}", n, t.shape());
+  // The count covers the module's children too, so a container line shows its subtree's total.
   out += fmt::format("{:{}}{}{} ({}){}\n", "", 2 * depth, prefix.empty() ? "" : prefix + ": ", type_name_,
-                     own, shapes);
+                     num_parameters(), shapes);
   for (const auto& [n, c] : children_) c->summary_into(n, depth + 1, out);
 }
 

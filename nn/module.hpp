@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "autodiff/generator.hpp"
 #include "autodiff/site.hpp"
 #include "autodiff/tensor.hpp"
 
@@ -50,6 +51,11 @@ class Module {
   std::vector<NamedTensor> state() const;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const { return children_; }
   std::int64_t num_parameters() const;  // total number of trainable scalars
+  // Random streams owned by this module and its children (Dropout's), keyed by the owning
+  // module's full name ("2", "block.dropout1"; "" for the root itself). Checkpoints save and
+  // restore them, so a resumed run draws the same dropout masks as an uninterrupted one.
+  std::vector<std::pair<std::string, Generator*>> named_generators();
+  std::vector<std::pair<std::string, const Generator*>> named_generators() const;
 
   void zero_grad();                      // every parameter's grad -> undefined (set_to_none)
   void train(bool on = true);            // recursive; Dropout and friends read is_training()
@@ -65,6 +71,8 @@ class Module {
   std::string summary() const;
 
  protected:
+  // A module that draws random numbers in forward returns its generator here.
+  virtual Generator* own_generator() { return nullptr; }
   // Registers t (made a leaf requiring grad) as parameter `name`; returns the stored handle.
   Tensor register_parameter(const std::string& name, Tensor t);
   Tensor register_buffer(const std::string& name, Tensor t);
@@ -78,6 +86,7 @@ class Module {
  private:
   void collect(const std::string& prefix, bool params, bool buffers, std::vector<NamedTensor>& out) const;
   void summary_into(const std::string& prefix, int depth, std::string& out) const;
+  void collect_generators(const std::string& prefix, std::vector<std::pair<std::string, Generator*>>& out);
   void check_new_name(const std::string& name) const;
   void set_prefix(const std::string& prefix);
 

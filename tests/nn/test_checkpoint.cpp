@@ -94,8 +94,11 @@ TEST_CASE("checkpoint: values come back bit-identical, float32 and float64, non-
 
 TEST_CASE("checkpoint: 10 steps, save, load into fresh objects, 10 more = 20 uninterrupted", "[nn][checkpoint]") {
   const fs::path dir = temp_dir();
+  // With dropout too: the checkpoint carries each Dropout layer's random stream, so the resumed
+  // run draws the same masks (a fresh model's layers start from other seeds).
   for (int which = 0; which < 3; ++which) {
     for (DType dt : {kFloat32, kFloat64}) {
+     for (double p : {0.0, 0.25}) {
       Generator data_gen(3);
       const auto batches = make_batches(data_gen, dt);
       auto make_opt = [&](MLP& net) -> std::unique_ptr<Optimizer> {
@@ -104,23 +107,37 @@ TEST_CASE("checkpoint: 10 steps, save, load into fresh objects, 10 more = 20 uni
         return std::make_unique<AdamW>(net.parameters(), AdamOptions{.lr = 0.01, .weight_decay = 0.05});
       };
       Generator g1(4);
-      MLP straight({4, 6, 3}, "gelu", g1, dt);
+      MLP straight({4, 6, 3}, "gelu", g1, dt, p);
       auto opt_straight = make_opt(straight);
       train(straight, *opt_straight, batches, 0, 20);
 
       Generator g2(4);
-      MLP first({4, 6, 3}, "gelu", g2, dt);
+      MLP first({4, 6, 3}, "gelu", g2, dt, p);
       auto opt_first = make_opt(first);
       train(first, *opt_first, batches, 0, 10);
       save(first, *opt_first, (dir / "resume.json").string());
 
       Generator g3(99);  // a fresh model with other weights, a fresh optimiser with no state
-      MLP resumed({4, 6, 3}, "gelu", g3, dt);
+      MLP resumed({4, 6, 3}, "gelu", g3, dt, p);
       auto opt_resumed = make_opt(resumed);
       load(resumed, *opt_resumed, (dir / "resume.json").string());
       train(resumed, *opt_resumed, batches, 10, 20);
-      INFO(opt_straight->type_name() << " " << dtype_name(dt));
+      INFO(opt_straight->type_name() << " " << dtype_name(dt) << " dropout " << p);
       REQUIRE(bits(resumed) == bits(straight));
+      if (p > 0) {
+        // The streams matter: the same resume without them ends elsewhere.
+        auto j = nlohmann::json::parse(read_text(dir / "resume.json"));
+        REQUIRE(j["rng"].contains("2"));
+        j.erase("rng");
+        write_text(dir / "no_rng.json", j.dump());
+        Generator g4(99);
+        MLP no_rng({4, 6, 3}, "gelu", g4, dt, p);
+        auto opt_no_rng = make_opt(no_rng);
+        load(no_rng, *opt_no_rng, (dir / "no_rng.json").string());
+        train(no_rng, *opt_no_rng, batches, 10, 20);
+        REQUIRE(bits(no_rng) != bits(straight));
+      }
+     }
     }
   }
   fs::remove_all(dir);
@@ -228,5 +245,73 @@ TEST_CASE("checkpoint: bad checkpoints are named and leave the model untouched",
   // and the good one loads
   load(target, target_opt, path);
   REQUIRE(bits(target) == bits(net));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("checkpoint: bad dropout streams are named and leave the model and its streams untouched", "[nn][checkpoint]") {
+  const fs::path dir = temp_dir();
+  Generator gen(10);
+  MLP net({4, 8, 8, 3}, "relu", gen, kFloat64, 0.5);  // Dropout layers "2" and "5"
+  const std::string path = (dir / "d.json").string();
+  save(net, path);
+  const auto original = nlohmann::json::parse(read_text(path));
+  REQUIRE(original["rng"].size() == 2);
+  REQUIRE(original["rng"]["2"].size() == 4);
+  REQUIRE(!original["model"].contains("2"));  // "model" stays a plain PyTorch state_dict
+
+  Generator gen2(11);
+  MLP target({4, 8, 8, 3}, "relu", gen2, kFloat64, 0.5);
+  const auto before = bits(target);
+  auto streams = [&] {
+    std::vector<Generator::State> s;
+    for (const auto& [n, g] : target.named_generators()) s.push_back(g->state());
+    return s;
+  };
+  const auto streams_before = streams();
+  REQUIRE(target.named_generators().size() == 2);
+  REQUIRE(target.named_generators()[1].first == "5");
+
+  auto expect_failure = [&](const nlohmann::json& j, const std::string& fragment) {
+    write_text(dir / "bad.json", j.dump());
+    INFO("expecting: " << fragment);
+    REQUIRE_THROWS_WITH(load(target, (dir / "bad.json").string()), Contains(fragment));
+    REQUIRE(bits(target) == before);
+    REQUIRE(streams() == streams_before);
+  };
+  auto j = original;
+  j["rng"].erase("5");
+  expect_failure(j, "rng '5': the model's random stream is missing");
+  j = original;
+  j["rng"]["7"] = j["rng"]["2"];
+  expect_failure(j, "rng '7': in the checkpoint but the model has no such random stream");
+  j = original;
+  j["rng"]["2"].erase(0);
+  expect_failure(j, "rng '2': expected 4 unsigned 64-bit integers");
+  j = original;
+  j["rng"]["2"][1] = -3;
+  expect_failure(j, "rng '2': expected 4 unsigned 64-bit integers");
+  j = original;
+  j["rng"]["5"] = {0, 0, 0, 0};
+  expect_failure(j, "rng '5': the state is all zeros");
+  j = original;
+  j["rng"] = "abc";
+  expect_failure(j, "\"rng\": expected an object");
+  j = original;
+  j["model"].erase("0.bias");  // a model error wins before any stream is touched
+  expect_failure(j, "'0.bias': missing");
+
+  load(target, path);
+  REQUIRE(bits(target) == bits(net));
+  for (std::size_t i = 0; i < 2; ++i)
+    REQUIRE(target.named_generators()[i].second->state() == net.named_generators()[i].second->state());
+  // Without an "rng" entry the streams are left as they are.
+  j = original;
+  j.erase("rng");
+  write_text(dir / "plain.json", j.dump());
+  Generator gen3(12);
+  MLP third({4, 8, 8, 3}, "relu", gen3, kFloat64, 0.5);
+  const auto third_streams = third.named_generators()[0].second->state();
+  load(third, (dir / "plain.json").string());
+  REQUIRE(third.named_generators()[0].second->state() == third_streams);
   fs::remove_all(dir);
 }
