@@ -140,7 +140,7 @@ void mlp_step_torch(benchmark::State& state) {
   // program gets by default, OpenBLAS taking every core) and, as a second variant, at 1.
   const int blas_threads = static_cast<int>(state.range(2));
   torch::set_num_threads(threads);
-  set_num_threads(blas_threads);
+  bench::set_blas_threads(blas_threads);
   torch::manual_seed(1);
   torch::nn::Sequential net;
   for (std::size_t l = 0; l + 1 < c.sizes.size(); ++l) {
@@ -160,7 +160,7 @@ void mlp_step_torch(benchmark::State& state) {
   state.SetLabel(fmt::format("{} b{} threads {} (OpenBLAS threads {})", fmt::join(c.sizes, "-"), c.batch, threads,
                              blas_threads));
   torch::set_num_threads(1);
-  set_num_threads(1);
+  bench::set_blas_threads(1);
 }
 #endif
 
