@@ -8,6 +8,7 @@
 using namespace tapegrad;
 using namespace tapegrad::nn;
 using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
 
 namespace {
 
@@ -56,6 +57,9 @@ TEST_CASE("Module: hierarchical parameter names as PyTorch's state_dict", "[nn][
   REQUIRE(net.num_parameters() == 1 + 12 + 4 + 8 + 4 + 2);
   REQUIRE(!net.encoder->fc2->bias.defined());
   REQUIRE_THAT(net.summary(), Contains("encoder: Encoder") && Contains("fc1: Linear") && Contains("31 trainable"));
+  // A container's line counts its whole subtree: encoder 12 + 4 + 8, head 4 + 2, the root 31.
+  REQUIRE_THAT(net.summary(), StartsWith("Net (31) scale[1]\n") && Contains("encoder: Encoder (24)\n") &&
+                                  Contains("head: Sequential (6)\n") && Contains("fc2: Linear (8) weight[2, 4]\n"));
 }
 
 TEST_CASE("Module: zero_grad, train/eval and to(dtype) keep the same tensors", "[nn][module]") {
