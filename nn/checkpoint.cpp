@@ -132,7 +132,7 @@ std::string checkpoint_text(const Module& module, const Optimizer* optimizer) {
   j["format"] = "tapegrad-checkpoint";
   j["version"] = kCheckpointVersion;
   j["model"] = state_dict(module);
-  if (!module.named_generators().empty()) j["rng"] = rng_state(module);
+  if (nlohmann::json rng = rng_state(module); !rng.empty()) j["rng"] = std::move(rng);
   if (optimizer) j["optimizer"] = optimizer->state_dict();
   return j.dump(1);
 }

@@ -420,9 +420,9 @@ Tensor relu(const Tensor& x, std::source_location site) {
     // and blends (Eigen 3.4's select() is evaluated one scalar at a time, with a branch).
     Tensor dx = Tensor::empty(x.shape(), x.dtype());
     dispatch_float(x.dtype(), [&]<class T>() {
-      const T* xs = x.array<T>().data();
-      const T* gs = g.array<T>().data();
-      T* out = dx.mutable_array<T>().data();
+      const T* xs = x.data<T>();
+      const T* gs = g.data<T>();
+      T* out = dx.mutable_data<T>();
       const std::int64_t n = x.numel();
       for (std::int64_t i = 0; i < n; ++i) {
         const T gi = gs[i];  // loaded unconditionally, so the loop has no branch to vectorise around
