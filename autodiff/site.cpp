@@ -8,11 +8,11 @@
 namespace tapegrad {
 namespace {
 
-thread_local std::optional<std::source_location> t_site;
+thread_local std::optional<SourceLocation> t_site;
 
 // Sites inside the library itself (an op calling another op, a layer calling an op) are not the
 // user's: skip them so the first call from user code is the one reported.
-bool inside_library(const std::source_location& s) {
+bool inside_library(const SourceLocation& s) {
 #ifdef TAPEGRAD_LIBRARY_DIR
   const std::string_view file = s.file_name();
   const std::string_view root = TAPEGRAD_LIBRARY_DIR;
@@ -26,7 +26,7 @@ bool inside_library(const std::source_location& s) {
 }
 
 // The same call site comes back on every call of a loop: remember the last file checked.
-bool inside_library_cached(const std::source_location& s) {
+bool inside_library_cached(const SourceLocation& s) {
   thread_local const char* last_file = nullptr;
   thread_local bool last_inside = false;
   if (s.file_name() != last_file) {
@@ -38,7 +38,7 @@ bool inside_library_cached(const std::source_location& s) {
 
 }  // namespace
 
-SiteScope::SiteScope(const std::source_location& site) noexcept : active_(!t_site && !inside_library_cached(site)) {
+SiteScope::SiteScope(const SourceLocation& site) noexcept : active_(!t_site && !inside_library_cached(site)) {
   if (active_) t_site = site;
 }
 
@@ -46,9 +46,9 @@ SiteScope::~SiteScope() {
   if (active_) t_site.reset();
 }
 
-std::optional<std::source_location> current_site() { return t_site; }
+std::optional<SourceLocation> current_site() { return t_site; }
 
-std::string format_site(const std::source_location& s) { return fmt::format("{}:{}", s.file_name(), s.line()); }
+std::string format_site(const SourceLocation& s) { return fmt::format("{}:{}", s.file_name(), s.line()); }
 
 namespace detail {
 std::string site_suffix() { return t_site ? fmt::format(" (called from {})", format_site(*t_site)) : std::string(); }

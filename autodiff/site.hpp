@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// Call sites. Every public op takes `std::source_location site = std::source_location::current()`
+// Call sites. Every public op takes `SourceLocation site = SourceLocation::current()`
 // as its last argument, so the compiler fills in the caller's file and line. The op opens a
 // SiteScope: the first site on this thread that is not inside tapegrad's own sources becomes the
 // "current site" until that op returns. Errors thrown meanwhile (InvalidArgument, RuntimeError)
@@ -8,14 +8,14 @@
 // (anomaly mode prints it). Operators (a + b) cannot take the extra argument; inside them the
 // site is whatever an enclosing call set, or none.
 #include <optional>
-#include <source_location>
+#include "autodiff/source_location.hpp"
 #include <string>
 
 namespace tapegrad {
 
 class SiteScope {
  public:
-  explicit SiteScope(const std::source_location& site) noexcept;
+  explicit SiteScope(const SourceLocation& site) noexcept;
   ~SiteScope();
   SiteScope(const SiteScope&) = delete;
   SiteScope& operator=(const SiteScope&) = delete;
@@ -24,8 +24,8 @@ class SiteScope {
   bool active_;
 };
 
-std::optional<std::source_location> current_site();
-std::string format_site(const std::source_location& site);  // "file:line"
+std::optional<SourceLocation> current_site();
+std::string format_site(const SourceLocation& site);  // "file:line"
 
 namespace detail {
 std::string site_suffix();  // " (called from file:line)" or "" when no site is set

@@ -358,8 +358,8 @@ void record_node(const char* op, InputList inputs, Tensor& out, Vjp vjp, bool sa
   n.out_shape = o.shape;
   n.out_dtype = o.dtype;
   n.released = false;
-  const std::optional<std::source_location> site = current_site();
-  n.site = site ? *site : std::source_location{};
+  const std::optional<SourceLocation> site = current_site();
+  n.site = site ? *site : SourceLocation{};
   o.requires_grad = true;
   o.node_index = static_cast<std::int64_t>(tape.nodes.size() - 1);
   o.node_id = n.id;
@@ -416,7 +416,7 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
                        options.create_graph, options.allow_unused, options.trace});
 }
 
-std::string site_str(const std::source_location& site) {
+std::string site_str(const SourceLocation& site) {
   if (site.line() == 0) return "";
   std::string_view file = site.file_name();
   if (const auto slash = file.find_last_of('/'); slash != std::string_view::npos) file.remove_prefix(slash + 1);

@@ -15,7 +15,7 @@
 #include <functional>
 #include <type_traits>
 #include <memory>
-#include <source_location>
+#include "autodiff/source_location.hpp"
 #include <string>
 #include <utility>
 #include <vector>
@@ -91,7 +91,7 @@ struct Node {
   DType out_dtype = DType::Float32;
   bool released = false;
   std::size_t saved_bytes = 0;     // inputs + saved_out when recorded (tape statistics)
-  std::source_location site{};     // where the user called the op, when the op said so (line 0: unknown)
+  SourceLocation site{};     // where the user called the op, when the op said so (line 0: unknown)
 };
 
 // The tape's node storage: fixed-size chunks, so references stay valid while backward with
@@ -136,10 +136,10 @@ using TensorRefs = std::initializer_list<std::reference_wrapper<const Tensor>>;
 
 // ---- creation sites ----
 // Each node keeps the call site that was current when it was recorded (autodiff/site.hpp: ops
-// open a SiteScope with the caller's std::source_location), so anomaly errors and traces can
+// open a SiteScope with the caller's SourceLocation), so anomaly errors and traces can
 // name the user's file and line. line() == 0: unknown.
 // "file.cpp:42 (in f)"; "" for an unknown site (line 0).
-std::string site_str(const std::source_location& site);
+std::string site_str(const SourceLocation& site);
 
 namespace detail {
 // Inspection tools (anomaly mode, check_tape, precision_report; autodiff/inspect.hpp) watch

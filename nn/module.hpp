@@ -12,7 +12,7 @@
 // may live on the stack when they are the root. They are movable, not copyable: a parameter is one
 // tensor, shared between the module and whatever optimiser holds it.
 #include <memory>
-#include <source_location>
+#include "autodiff/source_location.hpp"
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,7 +38,7 @@ class Module {
   // leave this one throwing.
   virtual Tensor forward(const Tensor& x);
   // Calls forward; errors inside name the caller's file and line (autodiff/site.hpp).
-  Tensor operator()(const Tensor& x, std::source_location site = std::source_location::current()) {
+  Tensor operator()(const Tensor& x, SourceLocation site = SourceLocation::current()) {
     const SiteScope site_scope(site);
     return forward(x);
   }

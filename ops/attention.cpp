@@ -101,7 +101,7 @@ Grads layer_norm_vjp_ops(const Tensor& g2, const Tensor& x2, const Tensor& w, bo
 }  // namespace
 
 Tensor layer_norm(const Tensor& x, const std::vector<std::int64_t>& normalized_shape, const Tensor& weight,
-                  const Tensor& bias, double eps, std::source_location site) {
+                  const Tensor& bias, double eps, SourceLocation site) {
   const SiteScope site_scope(site);
   const char* op = "layer_norm";
   check_floating(op, "x", x);
@@ -199,7 +199,7 @@ Tensor layer_norm(const Tensor& x, const std::vector<std::int64_t>& normalized_s
 }
 
 // ---------------------------------------------------------------- embedding
-Tensor embedding(const Tensor& weight, const Tensor& indices, std::optional<std::int64_t> padding_idx, std::source_location site) {
+Tensor embedding(const Tensor& weight, const Tensor& indices, std::optional<std::int64_t> padding_idx, SourceLocation site) {
   const SiteScope site_scope(site);
   const char* op = "embedding";
   check_floating(op, "weight", weight);

@@ -29,7 +29,7 @@
 #include <optional>
 #include <vector>
 
-#include <source_location>
+#include "autodiff/source_location.hpp"
 
 #include "autodiff/tensor.hpp"
 
@@ -53,8 +53,8 @@ AttentionResult scaled_dot_product_attention_with_weights(const Tensor& q, const
                                                           const AttentionOptions& options = {});
 
 Tensor layer_norm(const Tensor& x, const std::vector<std::int64_t>& normalized_shape, const Tensor& weight = Tensor(),
-                  const Tensor& bias = Tensor(), double eps = 1e-5, std::source_location site = std::source_location::current());
+                  const Tensor& bias = Tensor(), double eps = 1e-5, SourceLocation site = SourceLocation::current());
 
-Tensor embedding(const Tensor& weight, const Tensor& indices, std::optional<std::int64_t> padding_idx = std::nullopt, std::source_location site = std::source_location::current());
+Tensor embedding(const Tensor& weight, const Tensor& indices, std::optional<std::int64_t> padding_idx = std::nullopt, SourceLocation site = SourceLocation::current());
 
 }  // namespace tapegrad

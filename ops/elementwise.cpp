@@ -135,7 +135,7 @@ void check_domain(const char* op, const Tensor& x, Bad bad, const char* expected
 
 // ---- broadcasting ----
 
-Tensor broadcast_to(const Tensor& x, const Shape& shape, std::source_location site) {
+Tensor broadcast_to(const Tensor& x, const Shape& shape, SourceLocation site) {
   const SiteScope site_scope(site);
   check_defined("broadcast_to", "x", x);
   const Shape target = broadcast_shapes("broadcast_to", "x", x.shape(), "shape", shape);
@@ -154,7 +154,7 @@ Tensor broadcast_to(const Tensor& x, const Shape& shape, std::source_location si
   return out;
 }
 
-Tensor sum_to_size(const Tensor& x, const Shape& shape, std::source_location site) {
+Tensor sum_to_size(const Tensor& x, const Shape& shape, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("sum_to_size", "x", x);
   if (x.shape() == shape) return x;
@@ -184,7 +184,7 @@ Tensor sum_to_size(const Tensor& x, const Shape& shape, std::source_location sit
 
 // ---- binary arithmetic ----
 
-Tensor add(const Tensor& a, const Tensor& b, std::source_location site) {
+Tensor add(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   Tensor out = float_binary("add", a, b, [](auto x, auto y) { return x + y; });
   record("add", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
@@ -196,7 +196,7 @@ Tensor add(const Tensor& a, const Tensor& b, std::source_location site) {
   return out;
 }
 
-Tensor sub(const Tensor& a, const Tensor& b, std::source_location site) {
+Tensor sub(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   Tensor out = float_binary("sub", a, b, [](auto x, auto y) { return x - y; });
   record("sub", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
@@ -208,7 +208,7 @@ Tensor sub(const Tensor& a, const Tensor& b, std::source_location site) {
   return out;
 }
 
-Tensor mul(const Tensor& a, const Tensor& b, std::source_location site) {
+Tensor mul(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   Tensor out = float_binary("mul", a, b, [](auto x, auto y) { return x * y; });
   record("mul", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
@@ -220,7 +220,7 @@ Tensor mul(const Tensor& a, const Tensor& b, std::source_location site) {
   return out;
 }
 
-Tensor div(const Tensor& a, const Tensor& b, std::source_location site) {
+Tensor div(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   Tensor out = float_binary("div", a, b, [](auto x, auto y) { return x / y; });
   record("div", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
@@ -232,7 +232,7 @@ Tensor div(const Tensor& a, const Tensor& b, std::source_location site) {
   return out;
 }
 
-Tensor pow(const Tensor& a, const Tensor& b, std::source_location site) {
+Tensor pow(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   if (b.defined() && b.requires_grad() && a.defined() && is_floating(a.dtype()))
     check_domain("pow", a, [](double v) { return v < 0; },
@@ -267,7 +267,7 @@ Tensor pow(const Tensor& a, const Tensor& b, std::source_location site) {
   return out;
 }
 
-Tensor pow(const Tensor& a, double p, std::source_location site) {
+Tensor pow(const Tensor& a, double p, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("pow", "a", a);
   if (p != std::floor(p)) check_domain("pow", a, [](double v) { return v < 0; }, "a >= 0 for a non-integer exponent");
@@ -279,7 +279,7 @@ Tensor pow(const Tensor& a, double p, std::source_location site) {
   return out;
 }
 
-Tensor maximum(const Tensor& a, const Tensor& b, std::source_location site) {
+Tensor maximum(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   Tensor out = float_binary("maximum", a, b, [](auto x, auto y) { return (x != x || y != y) ? x + y : (x > y ? x : y); });
   record("maximum", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
@@ -293,7 +293,7 @@ Tensor maximum(const Tensor& a, const Tensor& b, std::source_location site) {
   return out;
 }
 
-Tensor minimum(const Tensor& a, const Tensor& b, std::source_location site) {
+Tensor minimum(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   Tensor out = float_binary("minimum", a, b, [](auto x, auto y) { return (x != x || y != y) ? x + y : (x < y ? x : y); });
   record("minimum", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
@@ -307,33 +307,33 @@ Tensor minimum(const Tensor& a, const Tensor& b, std::source_location site) {
   return out;
 }
 
-Tensor add(const Tensor& a, double b, std::source_location site) {
+Tensor add(const Tensor& a, double b, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("add", "a", a); return add(a, scalar_like(a, b));
 }
-Tensor sub(const Tensor& a, double b, std::source_location site) {
+Tensor sub(const Tensor& a, double b, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("sub", "a", a); return sub(a, scalar_like(a, b));
 }
-Tensor mul(const Tensor& a, double b, std::source_location site) {
+Tensor mul(const Tensor& a, double b, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("mul", "a", a); return mul(a, scalar_like(a, b));
 }
-Tensor div(const Tensor& a, double b, std::source_location site) {
+Tensor div(const Tensor& a, double b, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("div", "a", a); return div(a, scalar_like(a, b));
 }
 
 // ---- unary ----
 
-Tensor neg(const Tensor& x, std::source_location site) {
+Tensor neg(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   Tensor out = float_unary("neg", x, [](const auto& v) { return -v; });
   record("neg", {x}, out, [](const Tensor& g, const Tensor&) { return Grads{neg(g)}; });
   return out;
 }
 
-Tensor exp(const Tensor& x, std::source_location site) {
+Tensor exp(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   Tensor out = float_unary("exp", x, [](const auto& v) { return v.exp(); });
   dispatch_float(out.dtype(), [&]<class T>() { kernels::flush_subnormal(out.mutable_array<T>()); });  // exp(-inf) = 0
@@ -341,7 +341,7 @@ Tensor exp(const Tensor& x, std::source_location site) {
   return out;
 }
 
-Tensor log(const Tensor& x, std::source_location site) {
+Tensor log(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("log", "x", x);
   check_domain("log", x, [](double v) { return v < 0; }, "x >= 0");
@@ -352,7 +352,7 @@ Tensor log(const Tensor& x, std::source_location site) {
   return out;
 }
 
-Tensor log1p(const Tensor& x, std::source_location site) {
+Tensor log1p(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("log1p", "x", x);
   check_domain("log1p", x, [](double v) { return v < -1; }, "x >= -1");
@@ -363,7 +363,7 @@ Tensor log1p(const Tensor& x, std::source_location site) {
   return out;
 }
 
-Tensor sqrt(const Tensor& x, std::source_location site) {
+Tensor sqrt(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("sqrt", "x", x);
   check_domain("sqrt", x, [](double v) { return v < 0; }, "x >= 0");
@@ -372,7 +372,7 @@ Tensor sqrt(const Tensor& x, std::source_location site) {
   return out;
 }
 
-Tensor sign(const Tensor& x, std::source_location site) {
+Tensor sign(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   // sign(0) = 0; the gradient is 0 everywhere it exists, so nothing is recorded.
   return float_unary("sign", x, [](const auto& v) {
@@ -381,7 +381,7 @@ Tensor sign(const Tensor& x, std::source_location site) {
   });
 }
 
-Tensor abs(const Tensor& x, std::source_location site) {
+Tensor abs(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   Tensor out = float_unary("abs", x, [](const auto& v) { return v.abs(); });
   record("abs", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
@@ -390,7 +390,7 @@ Tensor abs(const Tensor& x, std::source_location site) {
   return out;
 }
 
-Tensor tanh(const Tensor& x, std::source_location site) {
+Tensor tanh(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   Tensor out = float_unary("tanh", x, [](const auto& v) { return v.tanh(); });
   record("tanh", {x}, out, [](const Tensor& g, const Tensor& y) { return Grads{mul(g, sub(scalar_like(y, 1.0), mul(y, y)))}; },
@@ -398,7 +398,7 @@ Tensor tanh(const Tensor& x, std::source_location site) {
   return out;
 }
 
-Tensor sigmoid(const Tensor& x, std::source_location site) {
+Tensor sigmoid(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   // 1 / (1 + e^-x) overflows harmlessly to 0 for very negative x; Eigen's logistic is stable.
   Tensor out = float_unary("sigmoid", x, [](const auto& v) { return v.logistic(); });
@@ -407,7 +407,7 @@ Tensor sigmoid(const Tensor& x, std::source_location site) {
   return out;
 }
 
-Tensor relu(const Tensor& x, std::source_location site) {
+Tensor relu(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   Tensor out = float_unary("relu", x, [](const auto& v) {
     using T = typename std::decay_t<decltype(v)>::Scalar;
@@ -433,7 +433,7 @@ Tensor relu(const Tensor& x, std::source_location site) {
   return out;
 }
 
-Tensor erf(const Tensor& x, std::source_location site) {
+Tensor erf(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   Tensor out = float_unary("erf", x, [](const auto& v) {
     using T = typename std::decay_t<decltype(v)>::Scalar;
@@ -445,7 +445,7 @@ Tensor erf(const Tensor& x, std::source_location site) {
   return out;
 }
 
-Tensor gelu(const Tensor& x, const std::string& approximate, std::source_location site) {
+Tensor gelu(const Tensor& x, const std::string& approximate, SourceLocation site) {
   const SiteScope site_scope(site);
   if (approximate != "none" && approximate != "tanh")
     throw InvalidArgument(fmt::format("gelu: approximate = '{}'; expected 'none' or 'tanh'", approximate));
@@ -484,7 +484,7 @@ Tensor gelu(const Tensor& x, const std::string& approximate, std::source_locatio
   return out;
 }
 
-Tensor clamp(const Tensor& x, double lo, double hi, std::source_location site) {
+Tensor clamp(const Tensor& x, double lo, double hi, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("clamp", "x", x);
   if (std::isnan(lo) || std::isnan(hi) || lo > hi)
@@ -499,18 +499,18 @@ Tensor clamp(const Tensor& x, double lo, double hi, std::source_location site) {
   return out;
 }
 
-Tensor clamp_min(const Tensor& x, double lo, std::source_location site) {
+Tensor clamp_min(const Tensor& x, double lo, SourceLocation site) {
   const SiteScope site_scope(site);
   return clamp(x, lo, INFINITY);
 }
-Tensor clamp_max(const Tensor& x, double hi, std::source_location site) {
+Tensor clamp_max(const Tensor& x, double hi, SourceLocation site) {
   const SiteScope site_scope(site);
   return clamp(x, -INFINITY, hi);
 }
 
 // ---- selection ----
 
-Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b, std::source_location site) {
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   check_defined("where", "cond", cond);
   if (cond.dtype() != kBool)
@@ -550,19 +550,19 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b, std::source_l
   return out;
 }
 
-Tensor where(const Tensor& cond, const Tensor& a, double b, std::source_location site) {
+Tensor where(const Tensor& cond, const Tensor& a, double b, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("where", "a", a);
   return where(cond, a, scalar_like(a, b));
 }
 
-Tensor where(const Tensor& cond, double a, const Tensor& b, std::source_location site) {
+Tensor where(const Tensor& cond, double a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("where", "b", b);
   return where(cond, scalar_like(b, a), b);
 }
 
-Tensor masked_fill(const Tensor& x, const Tensor& mask, double value, std::source_location site) {
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("masked_fill", "x", x);
   check_defined("masked_fill", "mask", mask);
@@ -592,51 +592,51 @@ Tensor scalar_for(const char* op, const Tensor& a, double b) {
 }
 }  // namespace
 
-Tensor eq(const Tensor& a, const Tensor& b, std::source_location site) {
+Tensor eq(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   return compare("eq", a, b, [](auto x, auto y) { return x == y; });
 }
-Tensor ne(const Tensor& a, const Tensor& b, std::source_location site) {
+Tensor ne(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   return compare("ne", a, b, [](auto x, auto y) { return x != y; });
 }
-Tensor lt(const Tensor& a, const Tensor& b, std::source_location site) {
+Tensor lt(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   return compare("lt", a, b, [](auto x, auto y) { return x < y; });
 }
-Tensor le(const Tensor& a, const Tensor& b, std::source_location site) {
+Tensor le(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   return compare("le", a, b, [](auto x, auto y) { return x <= y; });
 }
-Tensor gt(const Tensor& a, const Tensor& b, std::source_location site) {
+Tensor gt(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   return compare("gt", a, b, [](auto x, auto y) { return x > y; });
 }
-Tensor ge(const Tensor& a, const Tensor& b, std::source_location site) {
+Tensor ge(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   return compare("ge", a, b, [](auto x, auto y) { return x >= y; });
 }
-Tensor eq(const Tensor& a, double b, std::source_location site) {
+Tensor eq(const Tensor& a, double b, SourceLocation site) {
   const SiteScope site_scope(site);
   return eq(a, scalar_for("eq", a, b));
 }
-Tensor ne(const Tensor& a, double b, std::source_location site) {
+Tensor ne(const Tensor& a, double b, SourceLocation site) {
   const SiteScope site_scope(site);
   return ne(a, scalar_for("ne", a, b));
 }
-Tensor lt(const Tensor& a, double b, std::source_location site) {
+Tensor lt(const Tensor& a, double b, SourceLocation site) {
   const SiteScope site_scope(site);
   return lt(a, scalar_for("lt", a, b));
 }
-Tensor le(const Tensor& a, double b, std::source_location site) {
+Tensor le(const Tensor& a, double b, SourceLocation site) {
   const SiteScope site_scope(site);
   return le(a, scalar_for("le", a, b));
 }
-Tensor gt(const Tensor& a, double b, std::source_location site) {
+Tensor gt(const Tensor& a, double b, SourceLocation site) {
   const SiteScope site_scope(site);
   return gt(a, scalar_for("gt", a, b));
 }
-Tensor ge(const Tensor& a, double b, std::source_location site) {
+Tensor ge(const Tensor& a, double b, SourceLocation site) {
   const SiteScope site_scope(site);
   return ge(a, scalar_for("ge", a, b));
 }
@@ -649,19 +649,19 @@ void check_bool(const char* op, const char* name, const Tensor& t) {
 }
 }  // namespace
 
-Tensor logical_and(const Tensor& a, const Tensor& b, std::source_location site) {
+Tensor logical_and(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   check_bool("logical_and", "a", a);
   check_bool("logical_and", "b", b);
   return compare("logical_and", a, b, [](bool x, bool y) { return x && y; });
 }
-Tensor logical_or(const Tensor& a, const Tensor& b, std::source_location site) {
+Tensor logical_or(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   check_bool("logical_or", "a", a);
   check_bool("logical_or", "b", b);
   return compare("logical_or", a, b, [](bool x, bool y) { return x || y; });
 }
-Tensor logical_not(const Tensor& a, std::source_location site) {
+Tensor logical_not(const Tensor& a, SourceLocation site) {
   const SiteScope site_scope(site);
   check_bool("logical_not", "a", a);
   Tensor out = Tensor::empty(a.shape(), kBool);
@@ -671,7 +671,7 @@ Tensor logical_not(const Tensor& a, std::source_location site) {
   return out;
 }
 
-Tensor isnan(const Tensor& x, std::source_location site) {
+Tensor isnan(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("isnan", "x", x);
   Tensor out = Tensor::empty(x.shape(), kBool);
@@ -681,7 +681,7 @@ Tensor isnan(const Tensor& x, std::source_location site) {
   return out;
 }
 
-Tensor isinf(const Tensor& x, std::source_location site) {
+Tensor isinf(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("isinf", "x", x);
   Tensor out = Tensor::empty(x.shape(), kBool);

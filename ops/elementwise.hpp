@@ -5,78 +5,78 @@
 // Scalars (double) take the tensor's dtype, as Python numbers do in PyTorch.
 #include <string>
 
-#include <source_location>
+#include "autodiff/source_location.hpp"
 
 #include "autodiff/tensor.hpp"
 
 namespace tapegrad {
 
 // ---- broadcasting ----
-Tensor broadcast_to(const Tensor& x, const Shape& shape, std::source_location site = std::source_location::current());  // vjp: sum_to_size(g, x.shape)
-Tensor sum_to_size(const Tensor& x, const Shape& shape, std::source_location site = std::source_location::current());  // vjp: broadcast_to(g, x.shape)
+Tensor broadcast_to(const Tensor& x, const Shape& shape, SourceLocation site = SourceLocation::current());  // vjp: sum_to_size(g, x.shape)
+Tensor sum_to_size(const Tensor& x, const Shape& shape, SourceLocation site = SourceLocation::current());  // vjp: broadcast_to(g, x.shape)
 
 // ---- binary arithmetic ----
-Tensor add(const Tensor& a, const Tensor& b, std::source_location site = std::source_location::current());        // da = g            db = g
-Tensor sub(const Tensor& a, const Tensor& b, std::source_location site = std::source_location::current());        // da = g            db = -g
-Tensor mul(const Tensor& a, const Tensor& b, std::source_location site = std::source_location::current());        // da = g b          db = g a
-Tensor div(const Tensor& a, const Tensor& b, std::source_location site = std::source_location::current());        // da = g / b        db = -g a / b^2
-Tensor pow(const Tensor& a, const Tensor& b, std::source_location site = std::source_location::current());        // da = g b a^(b-1)  db = g a^b log a (0 where a = 0, b >= 0)
-Tensor pow(const Tensor& a, double exponent, std::source_location site = std::source_location::current());        // da = g p a^(p-1)  (0 for p = 0)
-Tensor maximum(const Tensor& a, const Tensor& b, std::source_location site = std::source_location::current());    // g to the larger; ties split g/2 each (PyTorch)
-Tensor minimum(const Tensor& a, const Tensor& b, std::source_location site = std::source_location::current());    // g to the smaller; ties split g/2 each
-Tensor add(const Tensor& a, double b, std::source_location site = std::source_location::current());
-Tensor sub(const Tensor& a, double b, std::source_location site = std::source_location::current());
-Tensor mul(const Tensor& a, double b, std::source_location site = std::source_location::current());
-Tensor div(const Tensor& a, double b, std::source_location site = std::source_location::current());
+Tensor add(const Tensor& a, const Tensor& b, SourceLocation site = SourceLocation::current());        // da = g            db = g
+Tensor sub(const Tensor& a, const Tensor& b, SourceLocation site = SourceLocation::current());        // da = g            db = -g
+Tensor mul(const Tensor& a, const Tensor& b, SourceLocation site = SourceLocation::current());        // da = g b          db = g a
+Tensor div(const Tensor& a, const Tensor& b, SourceLocation site = SourceLocation::current());        // da = g / b        db = -g a / b^2
+Tensor pow(const Tensor& a, const Tensor& b, SourceLocation site = SourceLocation::current());        // da = g b a^(b-1)  db = g a^b log a (0 where a = 0, b >= 0)
+Tensor pow(const Tensor& a, double exponent, SourceLocation site = SourceLocation::current());        // da = g p a^(p-1)  (0 for p = 0)
+Tensor maximum(const Tensor& a, const Tensor& b, SourceLocation site = SourceLocation::current());    // g to the larger; ties split g/2 each (PyTorch)
+Tensor minimum(const Tensor& a, const Tensor& b, SourceLocation site = SourceLocation::current());    // g to the smaller; ties split g/2 each
+Tensor add(const Tensor& a, double b, SourceLocation site = SourceLocation::current());
+Tensor sub(const Tensor& a, double b, SourceLocation site = SourceLocation::current());
+Tensor mul(const Tensor& a, double b, SourceLocation site = SourceLocation::current());
+Tensor div(const Tensor& a, double b, SourceLocation site = SourceLocation::current());
 
 // ---- unary ----
-Tensor neg(const Tensor& x, std::source_location site = std::source_location::current());       // dx = -g
-Tensor exp(const Tensor& x, std::source_location site = std::source_location::current());       // dx = g y                 (saves y)
-Tensor log(const Tensor& x, std::source_location site = std::source_location::current());       // dx = g / x
-Tensor log1p(const Tensor& x, std::source_location site = std::source_location::current());     // dx = g / (1 + x)
-Tensor sqrt(const Tensor& x, std::source_location site = std::source_location::current());      // dx = g / (2 y)           (saves y)
-Tensor abs(const Tensor& x, std::source_location site = std::source_location::current());       // dx = g sign(x); sign(0) = 0, the subgradient PyTorch picks
-Tensor sign(const Tensor& x, std::source_location site = std::source_location::current());      // -1, 0, 1; gradient 0
-Tensor tanh(const Tensor& x, std::source_location site = std::source_location::current());      // dx = g (1 - y^2)         (saves y)
-Tensor sigmoid(const Tensor& x, std::source_location site = std::source_location::current());   // dx = g y (1 - y)         (saves y)
-Tensor relu(const Tensor& x, std::source_location site = std::source_location::current());      // dx = g [x > 0]; at x = 0 the gradient is 0 (PyTorch)
-Tensor erf(const Tensor& x, std::source_location site = std::source_location::current());       // dx = g 2/sqrt(pi) exp(-x^2)
+Tensor neg(const Tensor& x, SourceLocation site = SourceLocation::current());       // dx = -g
+Tensor exp(const Tensor& x, SourceLocation site = SourceLocation::current());       // dx = g y                 (saves y)
+Tensor log(const Tensor& x, SourceLocation site = SourceLocation::current());       // dx = g / x
+Tensor log1p(const Tensor& x, SourceLocation site = SourceLocation::current());     // dx = g / (1 + x)
+Tensor sqrt(const Tensor& x, SourceLocation site = SourceLocation::current());      // dx = g / (2 y)           (saves y)
+Tensor abs(const Tensor& x, SourceLocation site = SourceLocation::current());       // dx = g sign(x); sign(0) = 0, the subgradient PyTorch picks
+Tensor sign(const Tensor& x, SourceLocation site = SourceLocation::current());      // -1, 0, 1; gradient 0
+Tensor tanh(const Tensor& x, SourceLocation site = SourceLocation::current());      // dx = g (1 - y^2)         (saves y)
+Tensor sigmoid(const Tensor& x, SourceLocation site = SourceLocation::current());   // dx = g y (1 - y)         (saves y)
+Tensor relu(const Tensor& x, SourceLocation site = SourceLocation::current());      // dx = g [x > 0]; at x = 0 the gradient is 0 (PyTorch)
+Tensor erf(const Tensor& x, SourceLocation site = SourceLocation::current());       // dx = g 2/sqrt(pi) exp(-x^2)
 // gelu(x) = x Phi(x) = x/2 (1 + erf(x/sqrt 2))               dx = g (Phi(x) + x phi(x))
 // approximate = "tanh": x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3)   (PyTorch's two modes)
-Tensor gelu(const Tensor& x, const std::string& approximate = "none", std::source_location site = std::source_location::current());
+Tensor gelu(const Tensor& x, const std::string& approximate = "none", SourceLocation site = SourceLocation::current());
 // clamp(x, lo, hi) = min(max(x, lo), hi); dx = g [lo <= x <= hi] (bounds inclusive, PyTorch).
 // Pass -inf/+inf for a one-sided clamp; lo > hi is an error.
-Tensor clamp(const Tensor& x, double lo, double hi, std::source_location site = std::source_location::current());
-Tensor clamp_min(const Tensor& x, double lo, std::source_location site = std::source_location::current());
-Tensor clamp_max(const Tensor& x, double hi, std::source_location site = std::source_location::current());
+Tensor clamp(const Tensor& x, double lo, double hi, SourceLocation site = SourceLocation::current());
+Tensor clamp_min(const Tensor& x, double lo, SourceLocation site = SourceLocation::current());
+Tensor clamp_max(const Tensor& x, double hi, SourceLocation site = SourceLocation::current());
 
 // ---- selection with masks (mask: bool tensor, broadcast) ----
 // where(cond, a, b) = cond ? a : b;  da = where(cond, g, 0)  db = where(cond, 0, g)
-Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b, std::source_location site = std::source_location::current());
-Tensor where(const Tensor& cond, const Tensor& a, double b, std::source_location site = std::source_location::current());
-Tensor where(const Tensor& cond, double a, const Tensor& b, std::source_location site = std::source_location::current());
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b, SourceLocation site = SourceLocation::current());
+Tensor where(const Tensor& cond, const Tensor& a, double b, SourceLocation site = SourceLocation::current());
+Tensor where(const Tensor& cond, double a, const Tensor& b, SourceLocation site = SourceLocation::current());
 // masked_fill(x, mask, v): v where mask is true, else x; output has x's shape, mask must
 // broadcast to it.  dx = where(mask, 0, g)
-Tensor masked_fill(const Tensor& x, const Tensor& mask, double value, std::source_location site = std::source_location::current());
+Tensor masked_fill(const Tensor& x, const Tensor& mask, double value, SourceLocation site = SourceLocation::current());
 
 // ---- comparisons: bool masks, no gradient (PyTorch names) ----
-Tensor eq(const Tensor& a, const Tensor& b, std::source_location site = std::source_location::current());
-Tensor ne(const Tensor& a, const Tensor& b, std::source_location site = std::source_location::current());
-Tensor lt(const Tensor& a, const Tensor& b, std::source_location site = std::source_location::current());
-Tensor le(const Tensor& a, const Tensor& b, std::source_location site = std::source_location::current());
-Tensor gt(const Tensor& a, const Tensor& b, std::source_location site = std::source_location::current());
-Tensor ge(const Tensor& a, const Tensor& b, std::source_location site = std::source_location::current());
-Tensor eq(const Tensor& a, double b, std::source_location site = std::source_location::current());
-Tensor ne(const Tensor& a, double b, std::source_location site = std::source_location::current());
-Tensor lt(const Tensor& a, double b, std::source_location site = std::source_location::current());
-Tensor le(const Tensor& a, double b, std::source_location site = std::source_location::current());
-Tensor gt(const Tensor& a, double b, std::source_location site = std::source_location::current());
-Tensor ge(const Tensor& a, double b, std::source_location site = std::source_location::current());
-Tensor logical_and(const Tensor& a, const Tensor& b, std::source_location site = std::source_location::current());
-Tensor logical_or(const Tensor& a, const Tensor& b, std::source_location site = std::source_location::current());
-Tensor logical_not(const Tensor& a, std::source_location site = std::source_location::current());
-Tensor isnan(const Tensor& x, std::source_location site = std::source_location::current());
-Tensor isinf(const Tensor& x, std::source_location site = std::source_location::current());
+Tensor eq(const Tensor& a, const Tensor& b, SourceLocation site = SourceLocation::current());
+Tensor ne(const Tensor& a, const Tensor& b, SourceLocation site = SourceLocation::current());
+Tensor lt(const Tensor& a, const Tensor& b, SourceLocation site = SourceLocation::current());
+Tensor le(const Tensor& a, const Tensor& b, SourceLocation site = SourceLocation::current());
+Tensor gt(const Tensor& a, const Tensor& b, SourceLocation site = SourceLocation::current());
+Tensor ge(const Tensor& a, const Tensor& b, SourceLocation site = SourceLocation::current());
+Tensor eq(const Tensor& a, double b, SourceLocation site = SourceLocation::current());
+Tensor ne(const Tensor& a, double b, SourceLocation site = SourceLocation::current());
+Tensor lt(const Tensor& a, double b, SourceLocation site = SourceLocation::current());
+Tensor le(const Tensor& a, double b, SourceLocation site = SourceLocation::current());
+Tensor gt(const Tensor& a, double b, SourceLocation site = SourceLocation::current());
+Tensor ge(const Tensor& a, double b, SourceLocation site = SourceLocation::current());
+Tensor logical_and(const Tensor& a, const Tensor& b, SourceLocation site = SourceLocation::current());
+Tensor logical_or(const Tensor& a, const Tensor& b, SourceLocation site = SourceLocation::current());
+Tensor logical_not(const Tensor& a, SourceLocation site = SourceLocation::current());
+Tensor isnan(const Tensor& x, SourceLocation site = SourceLocation::current());
+Tensor isinf(const Tensor& x, SourceLocation site = SourceLocation::current());
 
 // ---- operators ----
 Tensor operator+(const Tensor& a, const Tensor& b);

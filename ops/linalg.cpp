@@ -172,7 +172,7 @@ void check_operands(const char* op, const Tensor& a, const Tensor& b) {
 // matmul (torch.matmul): vectors are promoted to matrices ([k] -> [1, k] on the left, [k, 1] on
 // the right), multiplied as batched matrices, and the added dims removed again; the promotions
 // are recorded views, so the VJP is mm_impl's.
-Tensor matmul(const Tensor& a, const Tensor& b, std::source_location site) {
+Tensor matmul(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
   check_operands("matmul", a, b);
   if (a.dim() == 0 || b.dim() == 0)
@@ -194,7 +194,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, std::source_location site) {
   return reshape_to(mm_impl("matmul", a2, b2, false, false), s);
 }
 
-Tensor matmul_t(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b, std::source_location site) {
+Tensor matmul_t(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b, SourceLocation site) {
   const SiteScope site_scope(site);
   check_operands("matmul_t", a, b);
   if (a.dim() < 2 || b.dim() < 2)
@@ -210,7 +210,7 @@ Tensor matmul_t(const Tensor& a, const Tensor& b, bool transpose_a, bool transpo
   return mm_impl("matmul_t", a, b, transpose_a, transpose_b);
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, std::source_location site) {
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("linear", "x", x);
   check_floating("linear", "weight", weight);

@@ -5,13 +5,13 @@
 //   1-D b as [k, 1], the added dim removed from the result; batch dims (all but the last two)
 //   broadcast, up to rank 4.
 //   vjp: dA = g B^T, dB = A^T g, each summed back over broadcast batch dims.
-#include <source_location>
+#include "autodiff/source_location.hpp"
 
 #include "autodiff/tensor.hpp"
 
 namespace tapegrad {
 
-Tensor matmul(const Tensor& a, const Tensor& b, std::source_location site = std::source_location::current());
+Tensor matmul(const Tensor& a, const Tensor& b, SourceLocation site = SourceLocation::current());
 
 // op(a) @ op(b) with op(x) = x^T (of the last two dims) when its flag is set, else x; both ranks
 // >= 2, batch dims broadcast as in matmul. The transpose is never materialised: the kernel
@@ -21,11 +21,11 @@ Tensor matmul(const Tensor& a, const Tensor& b, std::source_location site = std:
 //   C = op_a(A) op_b(B)
 //   vjp   dA = ta ? op_b(B) g^T : g op_b(B)^T      dB = tb ? g^T op_a(A) : op_a(A)^T g
 //         (then summed over broadcast batch dims); saved: A and B
-Tensor matmul_t(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b, std::source_location site = std::source_location::current());
+Tensor matmul_t(const Tensor& a, const Tensor& b, bool transpose_a, bool transpose_b, SourceLocation site = SourceLocation::current());
 
 // torch.nn.functional.linear: y = x W^T + b for x [..., in], weight [out, in] (PyTorch's layout),
 // bias [out] or undefined. Written as matmul_t(x, W, false, true) + b, so W is never transposed
 // in memory; its VJP is that of matmul_t and add (dx = g W, dW = g^T x, db = g summed over rows).
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), std::source_location site = std::source_location::current());
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), SourceLocation site = SourceLocation::current());
 
 }  // namespace tapegrad

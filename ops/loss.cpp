@@ -594,7 +594,7 @@ void record_class_loss(const char* op, const Tensor& x, const Tensor& target, co
 }
 }  // namespace
 
-Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntropyOptions& options, std::source_location site) {
+Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntropyOptions& options, SourceLocation site) {
   const SiteScope site_scope(site);
   const char* op = "cross_entropy";
   const ClassLayout L = check_class_loss(op, "input", input, target, options.weight, options.reduction,
@@ -655,7 +655,7 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntro
 
 // ---------------------------------------------------------------- nll_loss
 
-Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NllLossOptions& options, std::source_location site) {
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NllLossOptions& options, SourceLocation site) {
   const SiteScope site_scope(site);
   const char* op = "nll_loss";
   const ClassLayout L = check_class_loss(op, "log_probs", log_probs, target, options.weight, options.reduction,
@@ -723,7 +723,7 @@ Tensor elementwise_scale(const Tensor& g, Reduction r, double norm) {
 
 }  // namespace
 
-Tensor kl_div(const Tensor& input, const Tensor& target, const KlDivOptions& options, std::source_location site) {
+Tensor kl_div(const Tensor& input, const Tensor& target, const KlDivOptions& options, SourceLocation site) {
   const SiteScope site_scope(site);
   const char* op = "kl_div";
   check_floating(op, "input", input);
@@ -804,7 +804,7 @@ void check_broadcasts_to(const char* op, const char* name, const Tensor& t, cons
 
 }  // namespace
 
-Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target, const BceWithLogitsOptions& options, std::source_location site) {
+Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target, const BceWithLogitsOptions& options, SourceLocation site) {
   const SiteScope site_scope(site);
   const char* op = "binary_cross_entropy_with_logits";
   check_floating(op, "logits", logits);

@@ -38,9 +38,7 @@
 //     forward, in the same buffer (one [N, C] allocation per step for both).
 #include <cstdint>
 
-#include <source_location>
-
-#include <source_location>
+#include "autodiff/source_location.hpp"
 
 #include "autodiff/tensor.hpp"
 
@@ -60,7 +58,7 @@ struct CrossEntropyOptions {
   double label_smoothing = 0.0;       // in [0, 1]
 };
 Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntropyOptions& options = {},
-             std::source_location site = std::source_location::current());
+             SourceLocation site = SourceLocation::current());
 
 // nll_loss(log_probs, target): l_n = -w[t_n] log_probs[n, t_n]; shapes as cross_entropy with index
 // targets; mean divides by the summed weights of the non-ignored targets.
@@ -70,7 +68,7 @@ struct NllLossOptions {
   Reduction reduction = Reduction::Mean;
 };
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NllLossOptions& options = {},
-             std::source_location site = std::source_location::current());
+             SourceLocation site = SourceLocation::current());
 
 // kl_div(input, target): input holds log-probabilities; pointwise
 //   l = target (log target - input)          (log_target = false; 0 where target = 0)
@@ -86,7 +84,7 @@ struct KlDivOptions {
   bool log_target = false;
 };
 Tensor kl_div(const Tensor& input, const Tensor& target, const KlDivOptions& options = {},
-             std::source_location site = std::source_location::current());
+             SourceLocation site = SourceLocation::current());
 
 // binary_cross_entropy_with_logits(x, y): multi-label, stable for any finite logit;
 //   l = -w [pos_weight * y * log sigmoid(x) + (1 - y) * log sigmoid(-x)]
@@ -102,6 +100,6 @@ struct BceWithLogitsOptions {
 };
 Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target,
                                         const BceWithLogitsOptions& options = {},
-             std::source_location site = std::source_location::current());
+             SourceLocation site = SourceLocation::current());
 
 }  // namespace tapegrad

@@ -156,7 +156,7 @@ Tensor arg_extreme(const Tensor& x, int dim, bool keepdim) {
 
 // sum over all elements.   forward y = sum_i x_i (0 for an empty x)   vjp dx = broadcast_to(g, x.shape)
 // int64 and bool inputs give an int64 sum (counting masks), without gradient.
-Tensor sum(const Tensor& x, std::source_location site) {
+Tensor sum(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   check_defined("sum", "x", x);
   if (!is_floating(x.dtype())) {
@@ -176,7 +176,7 @@ Tensor sum(const Tensor& x, std::source_location site) {
 }
 
 // sum along dim.   forward y[o, i] = sum_j x[o, j, i]   vjp dx = broadcast_to(g with dim restored, x.shape)
-Tensor sum(const Tensor& x, int dim, bool keepdim, std::source_location site) {
+Tensor sum(const Tensor& x, int dim, bool keepdim, SourceLocation site) {
   const SiteScope site_scope(site);
   const int d = check_dim("sum", "x", x, dim);
   const DimSplit sp = split_at(x.shape(), d);
@@ -206,7 +206,7 @@ Tensor sum(const Tensor& x, int dim, bool keepdim, std::source_location site) {
 
 // mean over all elements.   forward y = sum_i x_i / n   vjp dx = broadcast_to(g / n, x.shape)
 // An empty x throws (PyTorch returns NaN).
-Tensor mean(const Tensor& x, std::source_location site) {
+Tensor mean(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("mean", "x", x);
   if (x.numel() == 0)
@@ -222,7 +222,7 @@ Tensor mean(const Tensor& x, std::source_location site) {
 
 // mean along dim.   forward y = sum_j x[o, j, i] / size(dim)   vjp dx = broadcast_to(g / size(dim), x.shape)
 // A reduced dim of size 0 throws (PyTorch returns NaN there).
-Tensor mean(const Tensor& x, int dim, bool keepdim, std::source_location site) {
+Tensor mean(const Tensor& x, int dim, bool keepdim, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("mean", "x", x);
   const int d = check_dim("mean", "x", x, dim);
@@ -242,27 +242,27 @@ Tensor mean(const Tensor& x, int dim, bool keepdim, std::source_location site) {
   return out;
 }
 
-Tensor max(const Tensor& x, std::source_location site) {
+Tensor max(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   return extreme_all<true>(x);
 }
-Tensor min(const Tensor& x, std::source_location site) {
+Tensor min(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   return extreme_all<false>(x);
 }
-Tensor max(const Tensor& x, int dim, bool keepdim, std::source_location site) {
+Tensor max(const Tensor& x, int dim, bool keepdim, SourceLocation site) {
   const SiteScope site_scope(site);
   return extreme_dim<true>(x, dim, keepdim);
 }
-Tensor min(const Tensor& x, int dim, bool keepdim, std::source_location site) {
+Tensor min(const Tensor& x, int dim, bool keepdim, SourceLocation site) {
   const SiteScope site_scope(site);
   return extreme_dim<false>(x, dim, keepdim);
 }
-Tensor argmax(const Tensor& x, int dim, bool keepdim, std::source_location site) {
+Tensor argmax(const Tensor& x, int dim, bool keepdim, SourceLocation site) {
   const SiteScope site_scope(site);
   return arg_extreme<true>(x, dim, keepdim);
 }
-Tensor argmin(const Tensor& x, int dim, bool keepdim, std::source_location site) {
+Tensor argmin(const Tensor& x, int dim, bool keepdim, SourceLocation site) {
   const SiteScope site_scope(site);
   return arg_extreme<false>(x, dim, keepdim);
 }

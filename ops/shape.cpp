@@ -173,20 +173,20 @@ Tensor permute_copy(const Tensor& x, const std::vector<int>& dims) {
 
 // ---- views ----
 
-Tensor reshape(const Tensor& x, const std::vector<std::int64_t>& shape, std::source_location site) {
+Tensor reshape(const Tensor& x, const std::vector<std::int64_t>& shape, SourceLocation site) {
   const SiteScope site_scope(site);
   check_defined("reshape", "x", x);
   return view_op("reshape", x, infer_shape("reshape", x, shape));
 }
 
-Tensor view(const Tensor& x, const std::vector<std::int64_t>& shape, std::source_location site) {
+Tensor view(const Tensor& x, const std::vector<std::int64_t>& shape, SourceLocation site) {
   const SiteScope site_scope(site);
   check_defined("view", "x", x);
   return view_op("view", x, infer_shape("view", x, shape));
 }
 
 // flatten: dims start_dim..end_dim merged into one; a rank-0 x becomes [1] (as PyTorch).
-Tensor flatten(const Tensor& x, int start_dim, int end_dim, std::source_location site) {
+Tensor flatten(const Tensor& x, int start_dim, int end_dim, SourceLocation site) {
   const SiteScope site_scope(site);
   check_defined("flatten", "x", x);
   const int s = check_dim("flatten", "x", x, start_dim);
@@ -209,7 +209,7 @@ Tensor flatten(const Tensor& x, int start_dim, int end_dim, std::source_location
   return view_op("flatten", x, out);
 }
 
-Tensor unsqueeze(const Tensor& x, int dim, std::source_location site) {
+Tensor unsqueeze(const Tensor& x, int dim, SourceLocation site) {
   const SiteScope site_scope(site);
   const int d = check_insert_dim("unsqueeze", "x", x, dim);
   if (x.dim() >= kMaxRank)
@@ -220,7 +220,7 @@ Tensor unsqueeze(const Tensor& x, int dim, std::source_location site) {
   return view_op("unsqueeze", x, s);
 }
 
-Tensor squeeze(const Tensor& x, std::source_location site) {
+Tensor squeeze(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   check_defined("squeeze", "x", x);
   Shape s;
@@ -229,7 +229,7 @@ Tensor squeeze(const Tensor& x, std::source_location site) {
   return view_op("squeeze", x, s);
 }
 
-Tensor squeeze(const Tensor& x, int dim, std::source_location site) {
+Tensor squeeze(const Tensor& x, int dim, SourceLocation site) {
   const SiteScope site_scope(site);
   const int d = check_dim("squeeze", "x", x, dim);
   Shape s = x.shape();
@@ -241,7 +241,7 @@ Tensor squeeze(const Tensor& x, int dim, std::source_location site) {
 
 // transpose: out = x with dims dim0 and dim1 swapped (a copy; tensors are always contiguous).
 //   vjp  dx = transpose(g, dim0, dim1)
-Tensor transpose(const Tensor& x, int dim0, int dim1, std::source_location site) {
+Tensor transpose(const Tensor& x, int dim0, int dim1, SourceLocation site) {
   const SiteScope site_scope(site);
   const int d0 = check_dim("transpose", "x", x, dim0);
   const int d1 = check_dim("transpose", "x", x, dim1);
@@ -254,7 +254,7 @@ Tensor transpose(const Tensor& x, int dim0, int dim1, std::source_location site)
 }
 
 // permute: out.shape[k] = x.shape[dims[k]].   vjp  dx = permute(g, inverse(dims))
-Tensor permute(const Tensor& x, const std::vector<int>& dims, std::source_location site) {
+Tensor permute(const Tensor& x, const std::vector<int>& dims, SourceLocation site) {
   const SiteScope site_scope(site);
   check_defined("permute", "x", x);
   if (static_cast<int>(dims.size()) != x.dim())
@@ -278,7 +278,7 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims, std::source_locati
 
 // slice: Python's x[start:end:step] along dim. Negative start/end count from the end, both are
 // clamped to [0, size]; an empty range gives size 0. step must be positive (as in PyTorch).
-Tensor slice(const Tensor& x, int dim, std::int64_t start, std::int64_t end, std::int64_t step, std::source_location site) {
+Tensor slice(const Tensor& x, int dim, std::int64_t start, std::int64_t end, std::int64_t step, SourceLocation site) {
   const SiteScope site_scope(site);
   check_has_dims("slice", "x", x);
   const int d = check_dim("slice", "x", x, dim);
@@ -299,7 +299,7 @@ Tensor slice(const Tensor& x, int dim, std::int64_t start, std::int64_t end, std
 
 // narrow(x, dim, start, length) = x[start:start+length] along dim; unlike slice the range must
 // fit (start may be negative, counting from the end).
-Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length, std::source_location site) {
+Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length, SourceLocation site) {
   const SiteScope site_scope(site);
   check_has_dims("narrow", "x", x);
   const int d = check_dim("narrow", "x", x, dim);
@@ -318,7 +318,7 @@ Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length,
 
 // cat: tensors joined along dim; all have the same dtype, rank and sizes except along dim.
 //   vjp   d tensors[i] = slice(g, dim, offset_i, offset_i + size_i)      saved: the sizes
-Tensor cat(const std::vector<Tensor>& tensors, int dim, std::source_location site) {
+Tensor cat(const std::vector<Tensor>& tensors, int dim, SourceLocation site) {
   const SiteScope site_scope(site);
   if (tensors.empty()) throw InvalidArgument("cat: tensors is empty; expected at least one tensor to concatenate");
   for (std::size_t i = 0; i < tensors.size(); ++i)
@@ -375,7 +375,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int dim, std::source_location sit
 }
 
 // stack: tensors (all the same shape) joined along a new dim = cat of unsqueeze(t, dim).
-Tensor stack(const std::vector<Tensor>& tensors, int dim, std::source_location site) {
+Tensor stack(const std::vector<Tensor>& tensors, int dim, SourceLocation site) {
   const SiteScope site_scope(site);
   if (tensors.empty()) throw InvalidArgument("stack: tensors is empty; expected at least one tensor to stack");
   for (std::size_t i = 0; i < tensors.size(); ++i) {
@@ -399,7 +399,7 @@ Tensor stack(const std::vector<Tensor>& tensors, int dim, std::source_location s
 
 // index_select: out[.., j, ..] = x[.., index[j], ..] along dim.
 //   vjp   dx = index_add(zeros(x.shape), dim, index, g)      saved: index
-Tensor index_select(const Tensor& x, int dim, const Tensor& index, std::source_location site) {
+Tensor index_select(const Tensor& x, int dim, const Tensor& index, SourceLocation site) {
   const SiteScope site_scope(site);
   check_has_dims("index_select", "x", x);
   const int d = check_dim("index_select", "x", x, dim);
@@ -413,7 +413,7 @@ Tensor index_select(const Tensor& x, int dim, const Tensor& index, std::source_l
 
 // index_add: out = x; out[.., index[j], ..] += source[.., j, ..].
 //   vjp   dx = g      dsource = index_select(g, dim, index)      saved: index
-Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& source, std::source_location site) {
+Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& source, SourceLocation site) {
   const SiteScope site_scope(site);
   check_has_dims("index_add", "x", x);
   check_floating("index_add", "x", x);

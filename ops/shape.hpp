@@ -5,32 +5,32 @@
 #include <cstdint>
 #include <vector>
 
-#include <source_location>
+#include "autodiff/source_location.hpp"
 
 #include "autodiff/tensor.hpp"
 
 namespace tapegrad {
 
 // One size may be -1 (inferred). The new shape must have the same number of elements.
-Tensor reshape(const Tensor& x, const std::vector<std::int64_t>& shape, std::source_location site = std::source_location::current());   // dx = reshape(g, x.shape)
-Tensor view(const Tensor& x, const std::vector<std::int64_t>& shape, std::source_location site = std::source_location::current());      // same as reshape
-Tensor flatten(const Tensor& x, int start_dim = 0, int end_dim = -1, std::source_location site = std::source_location::current());
-Tensor unsqueeze(const Tensor& x, int dim, std::source_location site = std::source_location::current());                               // dim in [-rank-1, rank]
-Tensor squeeze(const Tensor& x, std::source_location site = std::source_location::current());                                          // drops every size-1 dim
-Tensor squeeze(const Tensor& x, int dim, std::source_location site = std::source_location::current());                                 // no-op if size(dim) != 1
-Tensor transpose(const Tensor& x, int dim0, int dim1, std::source_location site = std::source_location::current());                    // dx = transpose(g, dim0, dim1)
-Tensor permute(const Tensor& x, const std::vector<int>& dims, std::source_location site = std::source_location::current());           // dx = permute(g, inverse)
+Tensor reshape(const Tensor& x, const std::vector<std::int64_t>& shape, SourceLocation site = SourceLocation::current());   // dx = reshape(g, x.shape)
+Tensor view(const Tensor& x, const std::vector<std::int64_t>& shape, SourceLocation site = SourceLocation::current());      // same as reshape
+Tensor flatten(const Tensor& x, int start_dim = 0, int end_dim = -1, SourceLocation site = SourceLocation::current());
+Tensor unsqueeze(const Tensor& x, int dim, SourceLocation site = SourceLocation::current());                               // dim in [-rank-1, rank]
+Tensor squeeze(const Tensor& x, SourceLocation site = SourceLocation::current());                                          // drops every size-1 dim
+Tensor squeeze(const Tensor& x, int dim, SourceLocation site = SourceLocation::current());                                 // no-op if size(dim) != 1
+Tensor transpose(const Tensor& x, int dim0, int dim1, SourceLocation site = SourceLocation::current());                    // dx = transpose(g, dim0, dim1)
+Tensor permute(const Tensor& x, const std::vector<int>& dims, SourceLocation site = SourceLocation::current());           // dx = permute(g, inverse)
 // Elements start, start + step, ... < end along dim (end clamped to the size, as Python slicing).
-Tensor slice(const Tensor& x, int dim, std::int64_t start, std::int64_t end, std::int64_t step = 1, std::source_location site = std::source_location::current());
-Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length, std::source_location site = std::source_location::current());
-Tensor cat(const std::vector<Tensor>& tensors, int dim = 0, std::source_location site = std::source_location::current());
-Tensor stack(const std::vector<Tensor>& tensors, int dim = 0, std::source_location site = std::source_location::current());
+Tensor slice(const Tensor& x, int dim, std::int64_t start, std::int64_t end, std::int64_t step = 1, SourceLocation site = SourceLocation::current());
+Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length, SourceLocation site = SourceLocation::current());
+Tensor cat(const std::vector<Tensor>& tensors, int dim = 0, SourceLocation site = SourceLocation::current());
+Tensor stack(const std::vector<Tensor>& tensors, int dim = 0, SourceLocation site = SourceLocation::current());
 // index: 1-D int64; out has size index.numel() along dim.  dx = index_add of g into zeros.
-Tensor index_select(const Tensor& x, int dim, const Tensor& index, std::source_location site = std::source_location::current());
+Tensor index_select(const Tensor& x, int dim, const Tensor& index, SourceLocation site = SourceLocation::current());
 // torch.index_add: out = x, then out[.., index[j], ..] += source[.., j, ..] along dim (repeated
 // indices accumulate). source has x's shape except size index.numel() along dim. Floating only.
 //   dx = g      dsource = index_select(g, dim, index)
 // index_select's and slice's VJPs are index_add into zeros, so their second derivatives work.
-Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& source, std::source_location site = std::source_location::current());
+Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& source, SourceLocation site = SourceLocation::current());
 
 }  // namespace tapegrad

@@ -2,7 +2,8 @@
 // The row kernels of ops/simd.hpp, one copy per ISA (the body is ops/simd_body.hpp), and the
 // run-time choice among them.
 //
-// Every header is included at the top, before any `#pragma GCC target` region: a region gives its
+// Every header is included at the top, before any `#pragma GCC target` region (clang: `#pragma
+// clang attribute` with a target attribute): a region gives its
 // ISA to every function defined inside it, and only this file's own code (internal to its
 // namespace) may be compiled for AVX2 / AVX-512.
 #include "ops/simd.hpp"
@@ -124,8 +125,12 @@ struct Ops {
 }  // namespace sse2
 
 // ---------------------------------------------------------------- AVX2 + FMA
+#if defined(__clang__)  // clang has no `#pragma GCC target`; its attribute pragma does the same
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#endif
 namespace avx2 {
 constexpr Isa kIsa = Isa::Avx2;
 constexpr const char* kName = "avx2";
@@ -169,9 +174,16 @@ struct Ops {
 };
 #include "ops/simd_body.hpp"
 }  // namespace avx2
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 // ---------------------------------------------------------------- AVX-512F
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx2,fma")
 // GCC 12 warns, falsely, inside its own AVX-512 headers once inlined (`__m512 __Y = __Y;` is its
@@ -179,6 +191,7 @@ struct Ops {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 namespace avx512 {
 constexpr Isa kIsa = Isa::Avx512;
 constexpr const char* kName = "avx512";
@@ -225,8 +238,12 @@ struct Ops {
 };
 #include "ops/simd_body.hpp"
 }  // namespace avx512
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
+#endif
 
 #endif  // TAPEGRAD_SIMD_X86
 

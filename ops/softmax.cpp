@@ -225,7 +225,7 @@ Tensor fully_masked_rows(const Tensor& y, int d) { return isinf(max(y, d, /*keep
 
 }  // namespace
 
-Tensor softmax(const Tensor& x, int dim, std::source_location site) {
+Tensor softmax(const Tensor& x, int dim, SourceLocation site) {
   const SiteScope site_scope(site);
   const int d = check_softmax_input("softmax", x, dim);
   Tensor y = Tensor::empty(x.shape(), x.dtype());
@@ -240,7 +240,7 @@ Tensor softmax(const Tensor& x, int dim, std::source_location site) {
   return y;
 }
 
-Tensor log_softmax(const Tensor& x, int dim, std::source_location site) {
+Tensor log_softmax(const Tensor& x, int dim, SourceLocation site) {
   const SiteScope site_scope(site);
   const int d = check_softmax_input("log_softmax", x, dim);
   Tensor y = Tensor::empty(x.shape(), x.dtype());
@@ -265,7 +265,7 @@ Tensor log_softmax(const Tensor& x, int dim, std::source_location site) {
   return y;
 }
 
-Tensor logsumexp(const Tensor& x, int dim, bool keepdim, std::source_location site) {
+Tensor logsumexp(const Tensor& x, int dim, bool keepdim, SourceLocation site) {
   const SiteScope site_scope(site);
   const int d = check_softmax_input("logsumexp", x, dim);
   Shape kept = x.shape();
@@ -293,7 +293,7 @@ Tensor logsumexp(const Tensor& x, int dim, bool keepdim, std::source_location si
 
 // ---- temperature ----
 
-Tensor temperature_scale(const Tensor& logits, double temperature, std::source_location site) {
+Tensor temperature_scale(const Tensor& logits, double temperature, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("temperature_scale", "logits", logits);
   if (!(temperature > 0) || !std::isfinite(temperature))
@@ -302,7 +302,7 @@ Tensor temperature_scale(const Tensor& logits, double temperature, std::source_l
   return div(logits, temperature);
 }
 
-Tensor temperature_scale(const Tensor& logits, const Tensor& temperature, std::source_location site) {
+Tensor temperature_scale(const Tensor& logits, const Tensor& temperature, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("temperature_scale", "logits", logits);
   check_floating("temperature_scale", "temperature", temperature);
@@ -337,19 +337,19 @@ Tensor shift_by_row_max(const Tensor& x, int dim, const Tensor* temperature = nu
 }
 }  // namespace
 
-Tensor softmax(const Tensor& x, int dim, double temperature, std::source_location site) {
+Tensor softmax(const Tensor& x, int dim, double temperature, SourceLocation site) {
   const SiteScope site_scope(site);
   return softmax(temperature_scale(shift_by_row_max(x, dim), temperature), dim);
 }
-Tensor softmax(const Tensor& x, int dim, const Tensor& temperature, std::source_location site) {
+Tensor softmax(const Tensor& x, int dim, const Tensor& temperature, SourceLocation site) {
   const SiteScope site_scope(site);
   return softmax(temperature_scale(shift_by_row_max(x, dim, &temperature), temperature), dim);
 }
-Tensor log_softmax(const Tensor& x, int dim, double temperature, std::source_location site) {
+Tensor log_softmax(const Tensor& x, int dim, double temperature, SourceLocation site) {
   const SiteScope site_scope(site);
   return log_softmax(temperature_scale(shift_by_row_max(x, dim), temperature), dim);
 }
-Tensor log_softmax(const Tensor& x, int dim, const Tensor& temperature, std::source_location site) {
+Tensor log_softmax(const Tensor& x, int dim, const Tensor& temperature, SourceLocation site) {
   const SiteScope site_scope(site);
   return log_softmax(temperature_scale(shift_by_row_max(x, dim, &temperature), temperature), dim);
 }

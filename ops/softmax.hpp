@@ -18,24 +18,24 @@
 // derivatives work); otherwise a fused kernel computes the same numbers in one pass per row.
 // float32 rows along the last dim run on the SIMD kernels of ops/simd.hpp (SSE2, AVX2 or
 // AVX-512, chosen at run time; TAPEGRAD_SIMD=generic forces the baseline), everything else on Eigen.
-#include <source_location>
+#include "autodiff/source_location.hpp"
 
 #include "autodiff/tensor.hpp"
 
 namespace tapegrad {
 
-Tensor softmax(const Tensor& x, int dim, std::source_location site = std::source_location::current());
-Tensor log_softmax(const Tensor& x, int dim, std::source_location site = std::source_location::current());
-Tensor logsumexp(const Tensor& x, int dim, bool keepdim = false, std::source_location site = std::source_location::current());
+Tensor softmax(const Tensor& x, int dim, SourceLocation site = SourceLocation::current());
+Tensor log_softmax(const Tensor& x, int dim, SourceLocation site = SourceLocation::current());
+Tensor logsumexp(const Tensor& x, int dim, bool keepdim = false, SourceLocation site = SourceLocation::current());
 
 // Temperature: softmax(x / T). T > 0 (finite) is required; as a tensor it may require grad (a
 // learned temperature for calibration), it must have x's dtype and broadcast against x (a rank-0
 // T is the usual case).  d/dT of x / T = -x / T^2.
-Tensor temperature_scale(const Tensor& logits, double temperature, std::source_location site = std::source_location::current());
-Tensor temperature_scale(const Tensor& logits, const Tensor& temperature, std::source_location site = std::source_location::current());
-Tensor softmax(const Tensor& x, int dim, double temperature, std::source_location site = std::source_location::current());
-Tensor softmax(const Tensor& x, int dim, const Tensor& temperature, std::source_location site = std::source_location::current());
-Tensor log_softmax(const Tensor& x, int dim, double temperature, std::source_location site = std::source_location::current());
-Tensor log_softmax(const Tensor& x, int dim, const Tensor& temperature, std::source_location site = std::source_location::current());
+Tensor temperature_scale(const Tensor& logits, double temperature, SourceLocation site = SourceLocation::current());
+Tensor temperature_scale(const Tensor& logits, const Tensor& temperature, SourceLocation site = SourceLocation::current());
+Tensor softmax(const Tensor& x, int dim, double temperature, SourceLocation site = SourceLocation::current());
+Tensor softmax(const Tensor& x, int dim, const Tensor& temperature, SourceLocation site = SourceLocation::current());
+Tensor log_softmax(const Tensor& x, int dim, double temperature, SourceLocation site = SourceLocation::current());
+Tensor log_softmax(const Tensor& x, int dim, const Tensor& temperature, SourceLocation site = SourceLocation::current());
 
 }  // namespace tapegrad

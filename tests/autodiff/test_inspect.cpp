@@ -430,7 +430,7 @@ TEST_CASE("inspect: anomaly mode names the op whose forward gives -inf (log(0))"
   }
   DetectAnomalyGuard anomaly;
   try {
-    const SiteScope site(std::source_location::current());  // as the ops do with their caller's site
+    const SiteScope site(SourceLocation::current());  // as the ops do with their caller's site
     const Tensor y = log(x * 1.0);
     FAIL("expected an anomaly error");
   } catch (const RuntimeError& e) {
@@ -494,7 +494,7 @@ TEST_CASE("inspect: nodes carry the call site that was current when they were re
   Tensor x = tensor({1.0, 2.0}, kFloat64).requires_grad_();
   std::uint_least32_t line = 0;
   {
-    const std::source_location here = std::source_location::current();
+    const SourceLocation here = SourceLocation::current();
     const SiteScope site(here);  // what an op does with its caller's site
     line = here.line();
     Tensor y = exp(x);
