@@ -645,7 +645,7 @@ Tensor hessian(const UnaryFunction& f, const Tensor& x) {
       for (std::int64_t j = 0; j < n; ++j) H(i, j) = v[static_cast<std::size_t>(j)];
     }
   }
-  return H.to_tensor();
+  return H.to_tensor().to(x.dtype());  // computed in double, returned in x's dtype as hvp does
 }
 
 Tensor hvp(const UnaryFunction& f, const Tensor& x, const Tensor& v) {

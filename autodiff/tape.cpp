@@ -72,7 +72,8 @@ struct BackwardScope {
 
 [[noreturn]] void throw_released(const char* who, const Tape& tape, const TensorImpl& impl) {
   const auto idx = static_cast<std::size_t>(impl.node_index);
-  std::string op = "?";
+  // The node may already be swept off the tape; the tensor remembers its op's name.
+  std::string op = impl.op ? impl.op : "?";
   if (idx < tape.nodes.size() && tape.nodes[idx].id == impl.node_id) op = tape.nodes[idx].op;
   throw RuntimeError(fmt::format(
       "{}: the graph through '{}' (node #{}) was already freed by an earlier backward; pass "
@@ -363,6 +364,7 @@ void record_node(const char* op, InputList inputs, Tensor& out, Vjp vjp, bool sa
   o.requires_grad = true;
   o.node_index = static_cast<std::int64_t>(tape.nodes.size() - 1);
   o.node_id = n.id;
+  o.op = op;
   if (save_out) {
     // The VJP sees the output as a tensor with the same value and graph position. Large values
     // share out's storage; inline ones are copied, so the node does not keep out's handle alive
@@ -372,6 +374,7 @@ void record_node(const char* op, InputList inputs, Tensor& out, Vjp vjp, bool sa
     s.requires_grad = true;
     s.node_index = o.node_index;
     s.node_id = o.node_id;
+    s.op = op;
     n.saved_out = std::move(saved);
   }
   // Statistics: what this node keeps alive (as tape_stats counts it), and the peaks.

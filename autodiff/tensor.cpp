@@ -202,6 +202,10 @@ Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType 
   return t;
 }
 
+Tensor from_vector(std::initializer_list<double> values, const Shape& shape, DType dtype) {
+  return from_vector(std::vector<double>(values), shape, dtype);
+}
+
 namespace {
 template <class T>
 Tensor from_typed(const std::vector<T>& values, const Shape& shape) {

@@ -34,6 +34,7 @@ struct TensorImpl {
   bool requires_grad = false;
   std::int64_t node_index = -1;   // position on the producing thread's tape, -1 for leaves
   std::uint64_t node_id = 0;      // unique id of that node (tape id << 40 | counter), 0 for leaves
+  const char* op = nullptr;       // that node's op name: errors name it after the node is gone
   std::shared_ptr<TensorImpl> grad;
   std::string name;               // optional label (parameter names), shown in graphs and errors
 };
@@ -121,6 +122,10 @@ Tensor tensor(
     std::initializer_list<std::initializer_list<std::initializer_list<std::initializer_list<double>>>> values,
     DType dtype = kFloat32);
 Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype = kFloat32);
+// A braced list of numbers: from_vector({1.0, 2.0}, Shape{2, 1}). Without this overload the list
+// converts equally well to each vector type above and the call is ambiguous. Same dtype rule as
+// the std::vector<double> form (and tensor({...})): float32 unless dtype says otherwise.
+Tensor from_vector(std::initializer_list<double> values, const Shape& shape, DType dtype = kFloat32);
 Tensor from_vector(const std::vector<float>& values, const Shape& shape);
 Tensor from_vector(const std::vector<std::int64_t>& values, const Shape& shape);
 Tensor from_vector(const std::vector<bool>& values, const Shape& shape);

@@ -121,6 +121,7 @@ void check_finite(const Tensor& t, const std::string& what) {
 }
 
 std::vector<std::int64_t> permutation(std::int64_t n, Generator& gen) {
+  if (n < 0) throw InvalidArgument(fmt::format("permutation: n = {} is negative (expected n >= 0)", n));
   std::vector<std::int64_t> p(static_cast<std::size_t>(n));
   std::iota(p.begin(), p.end(), 0);
   for (std::int64_t i = n - 1; i > 0; --i)

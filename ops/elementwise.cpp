@@ -161,9 +161,10 @@ Tensor sum_to_size(const Tensor& x, const Shape& shape, SourceLocation site) {
   if (broadcast_shapes("sum_to_size", "shape", shape, "x", x.shape()) != x.shape())
     throw InvalidArgument(fmt::format("sum_to_size: x of shape {} cannot be summed to {} ({} must broadcast to x's shape)",
                                       x.shape(), shape, shape));
-  const bool trailing = shape.numel() == 1 || is_trailing(shape, x.shape());  // written whole: no zero fill
+  // An empty x sums to zeros (and the kernels below would divide by a zero column count).
+  const bool trailing = x.numel() > 0 && (shape.numel() == 1 || is_trailing(shape, x.shape()));  // written whole: no zero fill
   Tensor out = trailing ? Tensor::empty(shape, x.dtype()) : zeros(shape, x.dtype());
-  dispatch_float(x.dtype(), [&]<class T>() {
+  if (x.numel() > 0) dispatch_float(x.dtype(), [&]<class T>() {
     const T* px = x.data<T>();
     T* po = out.mutable_data<T>();
     if (shape.numel() == 1) {

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: MIT
+// Regression tests for issue 11 ("Hardening"): empty tensors through forward and backward,
+// dtype of hessian, error messages that name the op the user called, from_vector with a braced list.
+#include "testing.hpp"
+
+using namespace tapegrad;
+using Catch::Matchers::Contains;
+
+namespace {
+Tensor empty_leaf(const Shape& s) { return zeros(s, kFloat64).requires_grad_(); }
+
+// Backward with a grad_out of ones; every input that requires grad gets a grad of its own shape.
+void backward_ones(const Tensor& out, const std::vector<Tensor>& inputs) {
+  backward(out, ones_like(out).detach());
+  for (const Tensor& in : inputs) {
+    INFO("input shape " << in.shape().str());
+    REQUIRE(in.grad().defined());
+    REQUIRE(in.grad().shape() == in.shape());
+  }
+}
+}  // namespace
+
+TEST_CASE("empty tensors: broadcasting binary ops against empties, forward and backward", "[hardening][empty]") {
+  // The repro of issue 11: sum_to_size divided by the zero element count (SIGFPE).
+  const Tensor a = empty_leaf({0});
+  backward(sum(add(a, zeros({3, 0}, kFloat64))));
+  REQUIRE(a.grad().shape() == Shape{0});
+
+  struct Pair { Shape a, b, out; };
+  const std::vector<Pair> pairs = {{{0}, {3, 0}, {3, 0}}, {{0, 4}, {4}, {0, 4}}, {{3, 1}, {0}, {3, 0}},
+                                   {{1}, {0}, {0}},       {{0}, {}, {0}},         {{2, 0}, {2, 1}, {2, 0}}};
+  for (const Pair& p : pairs) {
+    INFO(p.a.str() << " with " << p.b.str());
+    for (auto op : {&add, &sub, &mul, &div, &maximum, &minimum}) {
+      const Tensor x = empty_leaf(p.a), y = ones(p.b, kFloat64).requires_grad_();
+      const Tensor out = op(x, y, SourceLocation::current());
+      REQUIRE(out.shape() == p.out);
+      backward_ones(out, {x, y});
+      if (y.numel() > 0) REQUIRE(sum(y.grad()).item() == 0.0);  // summed over no elements
+    }
+    const Tensor x = empty_leaf(p.a);
+    backward_ones(broadcast_to(x, p.out), {x});
+  }
+}
+
+TEST_CASE("empty tensors: reductions and matmul", "[hardening][empty]") {
+  const Tensor x = empty_leaf({3, 0});
+  const Tensor s = sum(x);
+  REQUIRE(s.item() == 0.0);
+  backward_ones(s, {x});
+  const Tensor r = sum(x, 1);
+  REQUIRE(r.shape() == Shape{3});
+  REQUIRE(r.to_vector() == std::vector<double>{0, 0, 0});
+
+  const Tensor a = empty_leaf({2, 0}), b = empty_leaf({0, 3});
+  const Tensor c = matmul(a, b);
+  REQUIRE(c.shape() == Shape{2, 3});
+  REQUIRE(c.to_vector() == std::vector<double>(6, 0.0));
+  backward_ones(c, {a, b});
+  const Tensor u = empty_leaf({0, 3}), w = ones({3, 2}, kFloat64).requires_grad_();
+  const Tensor uw = matmul(u, w);
+  REQUIRE(uw.shape() == Shape{0, 2});
+  backward_ones(uw, {u, w});
+  REQUIRE(sum(w.grad()).item() == 0.0);
+
+  REQUIRE_THROWS_WITH(max(x, 1), Contains("max") && Contains("size 0"));
+  REQUIRE_THROWS_WITH(argmax(x, 1), Contains("argmax") && Contains("size 0"));
+}
+
+TEST_CASE("hessian returns the input's dtype (float32 and float64)", "[hardening][gradcheck]") {
+  for (DType dt : {kFloat32, kFloat64}) {
+    const Tensor x = tensor({1.0, 2.0}, dt);
+    const Tensor h = hessian([](const Tensor& t) { return sum(mul(t, t)); }, x);
+    REQUIRE(h.dtype() == dt);
+    REQUIRE(h.shape() == Shape{2, 2});
+    REQUIRE(h.to_vector() == std::vector<double>{2, 0, 0, 2});
+  }
+}
+
+TEST_CASE("errors name the op the user called", "[hardening][errors]") {
+  SECTION("backward twice names the released op and says retain_graph") {
+    const Tensor x = tensor({1.0, 2.0}, kFloat64).requires_grad_();
+    const Tensor y = sum(exp(x));
+    backward(y);
+    REQUIRE_THROWS_WITH(backward(y), Contains("'sum'") && Contains("retain_graph"));
+  }
+  SECTION("permutation(-1)") {
+    Generator gen(1);
+    REQUIRE_THROWS_AS(nn::permutation(-1, gen), InvalidArgument);
+    REQUIRE_THROWS_WITH(nn::permutation(-1, gen), Contains("permutation") && Contains("-1"));
+  }
+}
+
+TEST_CASE("README: from_vector({1.0, 2.0}, Shape{2, 1}) compiles and gives float32 [2, 1]", "[hardening][factories]") {
+  const Tensor t = from_vector({1.0, 2.0}, Shape{2, 1});
+  REQUIRE(t.dtype() == kFloat32);
+  REQUIRE(t.shape() == Shape{2, 1});
+  REQUIRE(t.to_vector() == std::vector<double>{1.0, 2.0});
+}
