@@ -16,7 +16,8 @@ const char* intern_name(const std::string& name) {
 }
 
 Tensor custom_op(const std::string& name, const std::vector<Tensor>& inputs, const CustomForward& forward,
-                 const CustomVjp& vjp) {
+                 const CustomVjp& vjp, SourceLocation site) {
+  const SiteScope site_scope(site);
   if (!forward) throw InvalidArgument(fmt::format("custom_op '{}': forward is empty (expected a callable)", name));
   if (!vjp) throw InvalidArgument(fmt::format("custom_op '{}': vjp is empty (expected a callable)", name));
   for (std::size_t k = 0; k < inputs.size(); ++k)
@@ -53,12 +54,13 @@ Tensor custom_op(const std::string& name, const std::vector<Tensor>& inputs, con
 }
 
 Tensor custom_op(const std::string& name, const Tensor& x, const std::function<Tensor(const Tensor&)>& forward,
-                 const std::function<Tensor(const Tensor& x, const Tensor& g)>& vjp) {
+                 const std::function<Tensor(const Tensor& x, const Tensor& g)>& vjp, SourceLocation site) {
+  const SiteScope site_scope(site);
   if (!forward) throw InvalidArgument(fmt::format("custom_op '{}': forward is empty (expected a callable)", name));
   if (!vjp) throw InvalidArgument(fmt::format("custom_op '{}': vjp is empty (expected a callable)", name));
   return custom_op(
       name, std::vector<Tensor>{x}, [forward](const std::vector<Tensor>& in) { return forward(in[0]); },
-      [vjp](const std::vector<Tensor>& in, const Tensor&, const Tensor& g) { return Grads{vjp(in[0], g)}; });
+      [vjp](const std::vector<Tensor>& in, const Tensor&, const Tensor& g) { return Grads{vjp(in[0], g)}; }, site);
 }
 
 }  // namespace tapegrad

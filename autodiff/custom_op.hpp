@@ -23,6 +23,8 @@
 //   - `out` in vjp is the saved output, safe to use in the VJP (and differentiable under
 //     create_graph); the inputs are kept alive by the node until it is released
 //   - a non-floating output (a mask, indices) is returned without recording
+//   - `site` is the caller's file:line (filled in by the compiler), as for built-in ops: traces,
+//     anomaly errors and check_tape name it, and errors thrown during the call end with it
 //   - mistakes throw: empty callables or undefined inputs (InvalidArgument, at the call), a vjp
 //     returning the wrong number of gradients (RuntimeError, at backward, naming the op)
 #include <functional>
@@ -37,11 +39,12 @@ using CustomForward = std::function<Tensor(const std::vector<Tensor>& inputs)>;
 using CustomVjp = std::function<Grads(const std::vector<Tensor>& inputs, const Tensor& out, const Tensor& g)>;
 
 Tensor custom_op(const std::string& name, const std::vector<Tensor>& inputs, const CustomForward& forward,
-                 const CustomVjp& vjp);
+                 const CustomVjp& vjp, SourceLocation site = SourceLocation::current());
 
 // One input: forward(x), vjp(x, g) -> dx.
 Tensor custom_op(const std::string& name, const Tensor& x, const std::function<Tensor(const Tensor&)>& forward,
-                 const std::function<Tensor(const Tensor& x, const Tensor& g)>& vjp);
+                 const std::function<Tensor(const Tensor& x, const Tensor& g)>& vjp,
+                 SourceLocation site = SourceLocation::current());
 
 // A stable C string for a runtime name (tape nodes keep const char* labels).
 const char* intern_name(const std::string& name);
