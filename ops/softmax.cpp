@@ -45,14 +45,18 @@ void dispatch_rows(DType dtype, const Shape& shape, int d, F&& f) {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// Validates and returns the normalised dim; K = 0 and NaN/+inf logits are errors.
+// Validates and returns the normalised dim; NaN/+inf logits are errors.
 int check_softmax_input(const char* op, const Tensor& x, int dim) {
   check_floating(op, "x", x);
-  const int d = check_dim(op, "x", x, dim);
-  if (x.dim() > 0 && x.size(d) == 0)
-    throw InvalidArgument(fmt::format("{}: x of shape {} has size 0 along dim {}; expected at least one class", op,
-                                      x.shape(), dim));
-  return d;
+  return check_dim(op, "x", x, dim);
+}
+
+// An empty x (no rows, or K = 0): PyTorch's values, an empty softmax/log_softmax and, for
+// logsumexp over K = 0, log(0) = -inf per row. The gradient of x has no elements: zeros of x's shape.
+Tensor empty_rows(const char* op, const Tensor& x, const Shape& out_shape, double fill) {
+  Tensor y = full(out_shape, fill, x.dtype());
+  record(op, {x}, y, [xs = x.shape(), dt = x.dtype()](const Tensor&, const Tensor&) { return Grads{zeros(xs, dt)}; });
+  return y;
 }
 
 [[noreturn]] void throw_bad_logit(const char* op, const Tensor& x, int d, std::int64_t row, double v) {
@@ -228,6 +232,7 @@ Tensor fully_masked_rows(const Tensor& y, int d) { return isinf(max(y, d, /*keep
 Tensor softmax(const Tensor& x, int dim, SourceLocation site) {
   const SiteScope site_scope(site);
   const int d = check_softmax_input("softmax", x, dim);
+  if (x.numel() == 0) return empty_rows("softmax", x, x.shape(), 0.0);
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   dispatch_rows(x.dtype(), x.shape(), d, [&]<class T, class S>() { forward_rows<T, S>("softmax", x, d, Kind::Softmax, y); });
   record("softmax", {x}, y, [d](const Tensor& g, const Tensor& y) {
@@ -243,6 +248,7 @@ Tensor softmax(const Tensor& x, int dim, SourceLocation site) {
 Tensor log_softmax(const Tensor& x, int dim, SourceLocation site) {
   const SiteScope site_scope(site);
   const int d = check_softmax_input("log_softmax", x, dim);
+  if (x.numel() == 0) return empty_rows("log_softmax", x, x.shape(), 0.0);
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   // When recorded, exp(x - max) and 1 / sum per row are saved too (one buffer, see forward_rows):
   // the fused backward then needs no exp (memory: one more tensor of x's size on the tape until
@@ -270,6 +276,11 @@ Tensor logsumexp(const Tensor& x, int dim, bool keepdim, SourceLocation site) {
   const int d = check_softmax_input("logsumexp", x, dim);
   Shape kept = x.shape();
   if (kept.rank() > 0) kept[d] = 1;
+  if (x.numel() == 0) {
+    Shape out = kept;
+    if (!keepdim && out.rank() > 0) out.erase(d);
+    return empty_rows("logsumexp", x, out, -std::numeric_limits<double>::infinity());
+  }
   Tensor y = Tensor::empty(kept, x.dtype());
   dispatch_rows(x.dtype(), x.shape(), d, [&]<class T, class S>() { forward_rows<T, S>("logsumexp", x, d, Kind::LogSumExp, y); });
   if (!keepdim && y.dim() > 0) {

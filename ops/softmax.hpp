@@ -12,7 +12,8 @@
 // (log_softmax, whose derivative there is 1 - p = 1); never NaN.
 // Fully masked rows (every entry -inf): PyTorch returns NaN; tapegrad returns softmax 0,
 // log_softmax -inf and logsumexp -inf there, all with zero gradient.
-// NaN and +inf logits are errors (they have no meaningful probabilities). K = 0 is an error.
+// NaN and +inf logits are errors (they have no meaningful probabilities). An empty x gives PyTorch's
+// values: an empty softmax/log_softmax, and logsumexp over K = 0 is -inf (the log of an empty sum).
 //
 // With create_graph the VJPs run as the tensor-op formulas above (recorded, so second
 // derivatives work); otherwise a fused kernel computes the same numbers in one pass per row.

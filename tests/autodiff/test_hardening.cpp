@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Regression tests for issue 11 ("Hardening"): empty tensors through forward and backward,
 // dtype of hessian, error messages that name the op the user called, from_vector with a braced list.
+#include <limits>
+
 #include "testing.hpp"
 
 using namespace tapegrad;
@@ -117,4 +119,46 @@ TEST_CASE("custom_op records the user's call site (trace and errors)", "[hardeni
   REQUIRE_THROWS_WITH(custom_op("bad", {x}, [](const std::vector<Tensor>&) { return Tensor(); },
                                 [](const std::vector<Tensor>&, const Tensor&, const Tensor&) { return Grads{}; }),
                       Contains("test_hardening.cpp:"));
+}
+
+TEST_CASE("empty tensors: shape ops, softmax family, losses, attention", "[hardening][empty]") {
+  const Tensor x = empty_leaf({3, 0});
+  backward_ones(reshape(x, {0, 3}), {x});
+  const Tensor x2 = empty_leaf({0, 4});
+  backward_ones(transpose(x2, 0, 1), {x2});
+  const Tensor x3 = empty_leaf({0, 4});
+  backward_ones(cat({x3, ones({2, 4}, kFloat64)}, 0), {x3});
+  const Tensor x4 = empty_leaf({0, 4});
+  backward_ones(slice(x4, 1, 1, 3), {x4});
+  const Tensor x5 = empty_leaf({2, 4});
+  backward_ones(index_select(x5, 0, from_vector(std::vector<std::int64_t>{}, Shape{0})), {x5});
+
+  for (const Shape& s : {Shape{0, 4}, Shape{3, 0}}) {
+    INFO("shape " << s.str());
+    const Tensor a = empty_leaf(s), b = empty_leaf(s);
+    backward_ones(softmax(a, 1), {a});
+    backward_ones(log_softmax(b, 1), {b});
+  }
+  const Tensor l = empty_leaf({3, 0});
+  const Tensor lse = logsumexp(l, 1);  // log of an empty sum: -inf, as PyTorch
+  REQUIRE(lse.shape() == Shape{3});
+  for (double v : lse.to_vector()) REQUIRE(v == -std::numeric_limits<double>::infinity());
+  backward_ones(lse, {l});
+
+  const Tensor logits = empty_leaf({0, 3});
+  const Tensor target = from_vector(std::vector<std::int64_t>{}, Shape{0});
+  const Tensor ce = cross_entropy(logits, target, {.reduction = Reduction::Sum});
+  REQUIRE(ce.item() == 0.0);
+  backward_ones(ce, {logits});
+  const Tensor z = empty_leaf({0, 3});
+  const Tensor bce = binary_cross_entropy_with_logits(z, zeros({0, 3}, kFloat64), {.reduction = Reduction::Sum});
+  REQUIRE(bce.item() == 0.0);
+  backward_ones(bce, {z});
+
+  const Tensor q = empty_leaf({0, 4}), k = ones({3, 4}, kFloat64).requires_grad_(), v = ones({3, 5}, kFloat64).requires_grad_();
+  const Tensor att = scaled_dot_product_attention(q, k, v);
+  REQUIRE(att.shape() == Shape{0, 5});
+  backward_ones(att, {q, k, v});
+  const Tensor ln = empty_leaf({0, 4});
+  backward_ones(layer_norm(ln, {4}), {ln});
 }
