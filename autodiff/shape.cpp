@@ -35,7 +35,17 @@ Shape::Shape(const std::vector<std::int64_t>& sizes) {
 
 std::int64_t Shape::numel() const {
   std::int64_t n = 1;
-  for (int i = 0; i < rank_; ++i) n *= d_[static_cast<std::size_t>(i)];
+  for (int i = 0; i < rank_; ++i)
+    if (__builtin_mul_overflow(n, d_[static_cast<std::size_t>(i)], &n)) [[unlikely]]
+      throw InvalidArgument(fmt::format("tensor: shape {} has more elements than an int64 can count (overflow); "
+                                        "expected a product of sizes below 2^63", str()));
+  return n;
+}
+
+std::optional<std::int64_t> Shape::checked_numel() const {
+  std::int64_t n = 1;
+  for (int i = 0; i < rank_; ++i)
+    if (__builtin_mul_overflow(n, d_[static_cast<std::size_t>(i)], &n)) return std::nullopt;
   return n;
 }
 

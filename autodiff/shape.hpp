@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,7 +27,8 @@ class Shape {
   std::int64_t& operator[](int i) { return d_[static_cast<std::size_t>(i)]; }
   const std::int64_t* begin() const { return d_.data(); }
   const std::int64_t* end() const { return d_.data() + rank_; }
-  std::int64_t numel() const;
+  std::int64_t numel() const;                     // throws InvalidArgument when it overflows int64
+  std::optional<std::int64_t> checked_numel() const;  // nullopt on overflow
 
   void push_back(std::int64_t s);                // throws past rank 4
   void insert(int pos, std::int64_t s);          // throws past rank 4

@@ -3,6 +3,10 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
+#include <optional>
+
+#include <unistd.h>
 #include <ostream>
 
 #include "autodiff/pool.hpp"
@@ -16,7 +20,46 @@ namespace {
 std::shared_ptr<TensorImpl> new_impl() { return std::allocate_shared<TensorImpl>(detail::PoolAllocator<TensorImpl>()); }
 }  // namespace
 
-Tensor Tensor::empty(const Shape& shape, DType dtype) {
+namespace {
+std::string bytes_human(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  int u = 0;
+  while (b >= 1024.0 && u < 6) {
+    b /= 1024.0;
+    ++u;
+  }
+  return fmt::format("{:.3g} {}", b, units[u]);
+}
+
+std::int64_t physical_memory_bytes() {
+  static const std::int64_t bytes = [] {
+    const long pages = ::sysconf(_SC_PHYS_PAGES);
+    const long page = ::sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || page <= 0) return std::numeric_limits<std::int64_t>::max();  // unknown: only overflow checks
+    std::int64_t b = 0;
+    return __builtin_mul_overflow(static_cast<std::int64_t>(pages), static_cast<std::int64_t>(page), &b)
+               ? std::numeric_limits<std::int64_t>::max()
+               : b;
+  }();
+  return bytes;
+}
+}  // namespace
+
+void check_allocation(const char* op, const Shape& shape, DType dtype) {
+  const std::optional<std::int64_t> n = shape.checked_numel();
+  std::int64_t bytes = 0;
+  if (!n || __builtin_mul_overflow(*n, static_cast<std::int64_t>(dtype_size(dtype)), &bytes)) [[unlikely]]
+    throw InvalidArgument(fmt::format("{}: shape {} has more {} than an int64 can count (overflow); expected a size "
+                                      "that fits in memory", op, shape, n ? "bytes" : "elements"));
+  if (bytes > physical_memory_bytes()) [[unlikely]]
+    throw InvalidArgument(fmt::format("{}: shape {} has {:g} elements ({} of {}), more than this machine's memory ({}); "
+                                      "expected a smaller shape", op, shape, static_cast<double>(*n),
+                                      bytes_human(static_cast<double>(bytes)), dtype_name(dtype),
+                                      bytes_human(static_cast<double>(physical_memory_bytes()))));
+}
+
+Tensor Tensor::empty(const Shape& shape, DType dtype, const char* op) {
+  check_allocation(op, shape, dtype);
   auto impl = new_impl();
   impl->shape = shape;
   impl->dtype = dtype;
@@ -275,8 +318,9 @@ Tensor tensor(std::initializer_list<std::initializer_list<std::initializer_list<
   return from_nested(values, dtype, 4);
 }
 
-Tensor full(const Shape& shape, double value, DType dtype) {
-  Tensor t = Tensor::empty(shape, dtype);
+namespace {
+Tensor full_named(const char* op, const Shape& shape, double value, DType dtype) {
+  Tensor t = Tensor::empty(shape, dtype, op);
   const auto n = shape.numel();
   dispatch_all(dtype, [&]<class T>() {
     T* d = t.mutable_data<T>();
@@ -285,8 +329,10 @@ Tensor full(const Shape& shape, double value, DType dtype) {
   });
   return t;
 }
-Tensor zeros(const Shape& shape, DType dtype) { return full(shape, 0.0, dtype); }
-Tensor ones(const Shape& shape, DType dtype) { return full(shape, 1.0, dtype); }
+}  // namespace
+Tensor full(const Shape& shape, double value, DType dtype) { return full_named("full", shape, value, dtype); }
+Tensor zeros(const Shape& shape, DType dtype) { return full_named("zeros", shape, 0.0, dtype); }
+Tensor ones(const Shape& shape, DType dtype) { return full_named("ones", shape, 1.0, dtype); }
 Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
 Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
 Tensor full_like(const Tensor& t, double value) { return full(t.shape(), value, t.dtype()); }
@@ -301,8 +347,12 @@ Tensor arange(double start, double end, double step, DType dtype) {
   if ((end - start) / step < 0)
     throw InvalidArgument(fmt::format("arange: step {} moves away from end (start={}, end={}); the sign of step must match end - start",
                                       step, start, end));
-  const auto n = static_cast<std::int64_t>(std::ceil((end - start) / step));
-  Tensor t = Tensor::empty(Shape{n}, dtype);
+  const double count = std::ceil((end - start) / step);
+  if (count >= 9.2e18)  // would not fit in int64 (the cast below would be UB)
+    throw InvalidArgument(fmt::format("arange: start={}, end={}, step={} gives {:g} elements, more than an int64 can count",
+                                      start, end, step, count));
+  const auto n = static_cast<std::int64_t>(count);
+  Tensor t = Tensor::empty(Shape{n}, dtype, "arange");
   for (std::int64_t i = 0; i < n; ++i) write_from_double(t.impl(), i, start + static_cast<double>(i) * step);
   return t;
 }
@@ -316,7 +366,7 @@ void check_random_dtype(const char* who, DType dtype) {
 
 Tensor rand(const Shape& shape, Generator& gen, DType dtype) {
   check_random_dtype("rand", dtype);
-  Tensor t = Tensor::empty(shape, dtype);
+  Tensor t = Tensor::empty(shape, dtype, "rand");
   const auto n = shape.numel();
   if (dtype == kFloat64) {
     double* d = t.mutable_data<double>();
@@ -330,7 +380,7 @@ Tensor rand(const Shape& shape, Generator& gen, DType dtype) {
 
 Tensor randn(const Shape& shape, Generator& gen, DType dtype) {
   check_random_dtype("randn", dtype);
-  Tensor t = Tensor::empty(shape, dtype);
+  Tensor t = Tensor::empty(shape, dtype, "randn");
   for (std::int64_t i = 0; i < shape.numel(); ++i) write_from_double(t.impl(), i, gen.normal());
   return t;
 }
@@ -338,7 +388,7 @@ Tensor randn(const Shape& shape, Generator& gen, DType dtype) {
 Tensor randint(std::int64_t low, std::int64_t high, const Shape& shape, Generator& gen) {
   if (high <= low)
     throw InvalidArgument(fmt::format("randint: low={} >= high={} (expected low < high; values are in [low, high))", low, high));
-  Tensor t = Tensor::empty(shape, kInt64);
+  Tensor t = Tensor::empty(shape, kInt64, "randint");
   auto* d = t.mutable_data<std::int64_t>();
   const auto range = static_cast<std::uint64_t>(high - low);
   for (std::int64_t i = 0; i < shape.numel(); ++i) d[i] = low + static_cast<std::int64_t>(gen.below(range));

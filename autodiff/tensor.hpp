@@ -44,8 +44,9 @@ class Tensor {
   Tensor() = default;  // undefined: no value
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
-  // Uninitialised storage of the given shape and dtype (internal kernels fill it).
-  static Tensor empty(const Shape& shape, DType dtype);
+  // Uninitialised storage of the given shape and dtype (internal kernels fill it). `op` names the
+  // user-facing op in the error check_allocation throws for an absurd size.
+  static Tensor empty(const Shape& shape, DType dtype, const char* op = "tensor");
 
   bool defined() const { return impl_ != nullptr; }
   const Shape& shape() const { return impl().shape; }
@@ -111,6 +112,11 @@ class Tensor {
   [[noreturn]] static void throw_undefined();
   std::shared_ptr<TensorImpl> impl_;
 };
+
+// Throws InvalidArgument naming `op` and the shape when a tensor of this shape and dtype cannot be
+// allocated: its element or byte count overflows int64, or its bytes exceed this machine's physical
+// memory. Every allocation goes through it (Tensor::empty); cheap enough to run on every op.
+void check_allocation(const char* op, const Shape& shape, DType dtype);
 
 // ---- factories (PyTorch's default dtype is float32; tests pass kFloat64 explicitly) ----
 Tensor tensor(double value, DType dtype = kFloat32);

@@ -18,7 +18,7 @@ Linear::Linear(std::int64_t in_features, std::int64_t out_features, Generator& g
                                       out_features));
   if (!is_floating(dtype)) throw InvalidArgument("Linear: dtype must be float32 or float64");
   // PyTorch: kaiming_uniform_(W, a = sqrt 5) = U(-1/sqrt(in), 1/sqrt(in)); bias the same bound.
-  Tensor w = Tensor::empty({out_features, in_features}, dtype);
+  Tensor w = Tensor::empty({out_features, in_features}, dtype, "Linear");
   init::kaiming_uniform_(w, gen, std::sqrt(5.0));
   weight = register_parameter("weight", w);
   if (with_bias) {

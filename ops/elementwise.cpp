@@ -143,7 +143,7 @@ Tensor broadcast_to(const Tensor& x, const Shape& shape, SourceLocation site) {
     throw InvalidArgument(fmt::format("broadcast_to: x of shape {} cannot be expanded to {} (expected sizes that match or are 1 in x, aligned from the right)",
                                       x.shape(), shape));
   if (x.shape() == shape) return x;
-  Tensor out = Tensor::empty(shape, x.dtype());
+  Tensor out = Tensor::empty(shape, x.dtype(), "broadcast_to");
   dispatch_all(x.dtype(), [&]<class T>() {
     const T* px = x.data<T>();
     T* po = out.mutable_data<T>();

@@ -117,7 +117,7 @@ Tensor mm_impl(const char* op, const Tensor& a, const Tensor& b, bool ta, bool t
   const Shape batch = out_shape;
   out_shape.push_back(n);
   out_shape.push_back(m);
-  Tensor out = Tensor::empty(out_shape, a.dtype());
+  Tensor out = Tensor::empty(out_shape, a.dtype(), op);
   // B shared by every batch and A's rows contiguous: fold A's batch into rows.
   const bool fold = batch_b.numel() == 1 && !ta;
   if (out.numel() > 0) {

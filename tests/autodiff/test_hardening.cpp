@@ -162,3 +162,16 @@ TEST_CASE("empty tensors: shape ops, softmax family, losses, attention", "[harde
   const Tensor ln = empty_leaf({0, 4});
   backward_ones(layer_norm(ln, {4}), {ln});
 }
+
+TEST_CASE("absurd sizes are rejected before allocating, naming the op and the shape", "[hardening][alloc]") {
+  const std::int64_t big = std::int64_t{1} << 62;
+  REQUIRE_THROWS_WITH(Shape({big, 4}).numel(), Contains("[4611686018427387904, 4]") && Contains("overflow"));
+  REQUIRE_THROWS_WITH(zeros({1000000, 1000000}), Contains("zeros") && Contains("[1000000, 1000000]") &&
+                                                     Contains("1e+12 elements") && Contains("memory"));
+  REQUIRE_THROWS_WITH(zeros({big, 4}), Contains("zeros") && Contains("overflow"));
+  REQUIRE_THROWS_WITH(arange(1e12), Contains("arange") && Contains("memory"));
+  REQUIRE_THROWS_WITH(broadcast_to(zeros({1, 1}), Shape{1000000, 1000000}), Contains("broadcast_to") && Contains("memory"));
+  REQUIRE_THROWS_WITH(matmul(zeros({1000000, 0}), zeros({0, 1000000})), Contains("matmul") && Contains("memory"));
+  Generator gen(1);
+  REQUIRE_THROWS_WITH(nn::Linear(1000000, 1000000, gen), Contains("Linear") && Contains("[1000000, 1000000]") && Contains("memory"));
+}
