@@ -264,11 +264,11 @@ TEST_CASE("elementwise: gradcheck of broadcast_to and sum_to_size", "[ops][eleme
       {Shape{3}, Shape{2, 3}}, {Shape{2, 1}, Shape{2, 4}}, {Shape{}, Shape{3, 2}}, {Shape{1, 3, 1}, Shape{2, 2, 3, 2}}};
   for (const auto& [small, big] : cases) {
     Tensor x = randn(small, gen, kFloat64).requires_grad_();
-    auto up = [big](const Tensor& t) { return broadcast_to(t, big); };
+    auto up = [big = big](const Tensor& t) { return broadcast_to(t, big); };
     REQUIRE(gradcheck(up, x).ok());
     REQUIRE(gradgradcheck(up, x).ok());
     Tensor y = randn(big, gen, kFloat64).requires_grad_();
-    auto down = [small](const Tensor& t) { return sum_to_size(t, small); };
+    auto down = [small = small](const Tensor& t) { return sum_to_size(t, small); };
     REQUIRE(gradcheck(down, y).ok());
     REQUIRE(gradgradcheck(down, y).ok());
   }
