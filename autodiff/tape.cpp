@@ -249,6 +249,9 @@ std::vector<Tensor> run_backward(Request r) {
     Node& node = tape.nodes[idx];
     Tensor g = keep[idx] ? slots[idx] : std::move(slots[idx]);
     if (g.defined()) {
+      if (!r.capture)
+        if (const auto o = node.out.lock(); o && o->retains_grad)  // retain_grad(): a copy, g flows on
+          accumulate_leaf(*o, create ? g : detached_copy(g), create);
       Grads gs = node.vjp(g, node.saved_out, node.inputs);
       if (gs.size() != node.inputs.size())
         throw RuntimeError(fmt::format(

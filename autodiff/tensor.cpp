@@ -117,6 +117,15 @@ Tensor& Tensor::requires_grad_(bool on) {
   return *this;
 }
 
+Tensor& Tensor::retain_grad() {
+  TensorImpl& t = impl();
+  if (is_leaf()) return *this;  // leaves that require grad get theirs anyway (PyTorch: no-op)
+  if (!t.requires_grad)
+    throw RuntimeError("retain_grad: this tensor does not require grad, so backward never reaches it");
+  t.retains_grad = true;
+  return *this;
+}
+
 Tensor Tensor::grad() const { return impl().grad ? Tensor(impl().grad) : Tensor(); }
 
 void Tensor::set_grad(const Tensor& g) {

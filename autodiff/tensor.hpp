@@ -35,6 +35,7 @@ struct TensorImpl {
   std::int64_t node_index = -1;   // position on the producing thread's tape, -1 for leaves
   std::uint64_t node_id = 0;      // unique id of that node (tape id << 40 | counter), 0 for leaves
   const char* op = nullptr;       // that node's op name: errors name it after the node is gone
+  bool retains_grad = false;      // a non-leaf whose grad backward fills (retain_grad())
   std::shared_ptr<TensorImpl> grad;
   std::string name;               // optional label (parameter names), shown in graphs and errors
 };
@@ -59,7 +60,11 @@ class Tensor {
   bool requires_grad() const { return defined() && impl_->requires_grad; }
   Tensor& requires_grad_(bool on = true);  // leaves only, floating dtypes only
   bool is_leaf() const { return impl().node_id == 0; }
-  Tensor grad() const;                     // undefined until a backward reaches this leaf
+  Tensor grad() const;                     // undefined until a backward reaches this leaf (or a non-leaf that retains grad)
+  // PyTorch's retain_grad: backward also accumulates this non-leaf's gradient into grad() (with
+  // create_graph, a recorded one). A no-op on leaves; an error on a tensor without requires_grad.
+  Tensor& retain_grad();
+  bool retains_grad() const { return defined() && impl_->retains_grad; }
   void set_grad(const Tensor& g);          // replace (checks shape and dtype); undefined clears
   void zero_grad() { impl().grad.reset(); }  // PyTorch's set_to_none=True
   const std::string& name() const { return impl().name; }

@@ -175,3 +175,31 @@ TEST_CASE("absurd sizes are rejected before allocating, naming the op and the sh
   Generator gen(1);
   REQUIRE_THROWS_WITH(nn::Linear(1000000, 1000000, gen), Contains("Linear") && Contains("[1000000, 1000000]") && Contains("memory"));
 }
+
+TEST_CASE("retain_grad: a non-leaf gets its grad accumulated by backward", "[hardening][retain_grad]") {
+  const Tensor x = tensor({1.0, 2.0}, kFloat64).requires_grad_();
+  Tensor h = mul(x, 3.0);
+  REQUIRE_FALSE(h.retains_grad());
+  h.retain_grad();
+  REQUIRE(h.retains_grad());
+  const Tensor y = sum(mul(h, h));  // dy/dh = 2h = [6, 12]
+  backward(y, {.retain_graph = true});
+  REQUIRE(h.grad().to_vector() == std::vector<double>{6, 12});
+  backward(y);  // accumulates
+  REQUIRE(h.grad().to_vector() == std::vector<double>{12, 24});
+  REQUIRE(x.grad().to_vector() == std::vector<double>{36, 72});
+  // With create_graph the retained grad is itself differentiable.
+  const Tensor x2 = tensor({1.0}, kFloat64).requires_grad_();
+  Tensor h2 = mul(x2, x2);
+  h2.retain_grad();
+  backward(sum(mul(h2, x2)), {.create_graph = true});  // d/dh2 = x2
+  REQUIRE(h2.grad().requires_grad());
+  // On a leaf it is a no-op, as in PyTorch.
+  Tensor leaf = tensor({1.0}, kFloat64).requires_grad_();
+  leaf.retain_grad();
+  REQUIRE_FALSE(leaf.retains_grad());
+  // A non-leaf that did not ask keeps no grad.
+  const Tensor h3 = mul(x, 2.0);
+  backward(sum(h3));
+  REQUIRE_FALSE(h3.grad().defined());
+}
