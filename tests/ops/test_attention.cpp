@@ -144,9 +144,9 @@ TEST_CASE("attention: layer_norm and embedding gradcheck; fused and recorded bac
                                   std::pair{Shape{2, 1, 2, 3}, std::vector<std::int64_t>{3}}}) {
     INFO("x " << shape.str());
     Tensor x = rnd(shape, gen, 2.0), w = rnd(Shape(ns), gen), b = rnd(Shape(ns), gen);
-    testing::require_gradcheck([ns](const std::vector<Tensor>& in) { return layer_norm(in[0], ns, in[1], in[2]); },
+    testing::require_gradcheck([ns = ns](const std::vector<Tensor>& in) { return layer_norm(in[0], ns, in[1], in[2]); },
                                {x, w, b}, true);
-    testing::require_gradcheck([ns](const std::vector<Tensor>& in) { return layer_norm(in[0], ns); }, {x}, true);
+    testing::require_gradcheck([ns = ns](const std::vector<Tensor>& in) { return layer_norm(in[0], ns); }, {x}, true);
     Tensor g = randn(shape, gen, kFloat64);
     auto fast = grad({layer_norm(x, ns, w, b)}, {x, w, b}, {g});
     auto rec = grad({layer_norm(x, ns, w, b)}, {x, w, b}, {g}, {.create_graph = true});
