@@ -4,6 +4,7 @@
 #include "autodiff/site.hpp"
 
 #include <cmath>
+#include <string>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -17,6 +18,44 @@
 #include "ops/softmax.hpp"
 
 namespace tapegrad {
+
+namespace {
+
+// "[1, 2]" for flat index 5 of shape [2, 3]
+std::string index_str(const Shape& shape, std::int64_t flat) {
+  return fmt::format("[{}]", fmt::join(unravel_index(shape, flat), ", "));
+}
+
+void check_scores(const char* op, const Tensor& scores, const Tensor& q, const Tensor& k, double scale) {
+  bool finite = true;
+  dispatch_float(scores.dtype(), [&]<class T>() { finite = scores.array<T>().isFinite().all(); });
+  if (finite) return;  // the usual case: one vectorised pass, no copy
+  const auto v = scores.to_vector();
+  for (std::size_t i = 0; i < v.size(); ++i) {
+    if (std::isfinite(v[i])) continue;
+    const std::string at = index_str(scores.shape(), static_cast<std::int64_t>(i));
+    if (std::isnan(v[i]))
+      throw InvalidArgument(fmt::format("{}: the attention score {} (of q kᵀ · scale, shape {}) is NaN; expected finite "
+                                        "q {} and k {} (check them for NaN)", op, at, scores.shape(), q.shape(),
+                                        k.shape()));
+    throw InvalidArgument(fmt::format("{}: the attention score {} (of q kᵀ · scale, shape {}) is {}: q {} kᵀ with scale = "
+                                      "{} overflows {}; expected finite scores (use a smaller scale, or float64, or "
+                                      "check q and k for inf)", op, at, scores.shape(), v[i], q.shape(), scale,
+                                      dtype_name(q.dtype())));
+  }
+}
+
+// A float mask is added to the scores: -inf blocks a key, NaN or +inf would make the row invalid.
+void check_float_mask(const char* op, const Tensor& m) {
+  const auto v = m.to_vector();
+  for (std::size_t i = 0; i < v.size(); ++i)
+    if (std::isnan(v[i]) || v[i] == INFINITY)
+      throw InvalidArgument(fmt::format("{}: attn_mask{} = {}; a float mask must be finite or -inf (to block a key)", op,
+                                        m.dim() == 0 ? std::string() : index_str(m.shape(), static_cast<std::int64_t>(i)),
+                                        v[i]));
+}
+
+}  // namespace
 
 AttentionResult scaled_dot_product_attention_with_weights(const Tensor& q, const Tensor& k, const Tensor& v,
                                                           const AttentionOptions& o) {
@@ -35,6 +74,28 @@ AttentionResult scaled_dot_product_attention_with_weights(const Tensor& q, const
   if (k.size(-2) != v.size(-2))
     throw InvalidArgument(fmt::format("{}: k {} and v {} have different numbers of keys ({} vs {}; expected "
                                       "k.size(-2) = v.size(-2))", op, k.shape(), v.shape(), k.size(-2), v.size(-2)));
+  // Leading (batch) dims broadcast as in matmul: q's with k's for the scores, theirs with v's for
+  // the output. Checked here so that the error names this op and all three shapes.
+  const auto batch_of = [](const Tensor& t) {
+    Shape b = t.shape();
+    b.erase(b.rank() - 1);
+    b.erase(b.rank() - 1);
+    return b;
+  };
+  Shape qk_batch;
+  try {
+    qk_batch = broadcast_shapes(op, "q", batch_of(q), "k", batch_of(k));
+  } catch (const InvalidArgument&) {
+    throw InvalidArgument(fmt::format("{}: the batch dims of q {} and k {} do not broadcast ({} vs {}; sizes must match or "
+                                      "be 1)", op, q.shape(), k.shape(), batch_of(q), batch_of(k)));
+  }
+  try {
+    broadcast_shapes(op, "scores", qk_batch, "v", batch_of(v));
+  } catch (const InvalidArgument&) {
+    throw InvalidArgument(fmt::format("{}: the batch dims of v {} do not broadcast with those of q {} and k {} ({} vs {}; "
+                                      "sizes must match or be 1)", op, v.shape(), q.shape(), k.shape(), batch_of(v),
+                                      qk_batch));
+  }
   if (o.is_causal && o.attn_mask.defined())
     throw InvalidArgument(fmt::format("{}: pass either attn_mask or is_causal, not both (as PyTorch)", op));
   const double scale = o.scale ? *o.scale : 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
@@ -42,6 +103,9 @@ AttentionResult scaled_dot_product_attention_with_weights(const Tensor& q, const
   const std::int64_t L = q.size(-2), S = k.size(-2);
 
   Tensor scores = mul(matmul_t(q, k, false, true), scale);  // [..., L, S]
+  // NaN or ±inf scores before masking come from NaN in q or k, or from q kᵀ · scale overflowing:
+  // softmax would reject them (naming itself) or, for -inf, silently take them for a mask.
+  check_scores(op, scores, q, k, scale);
   if (o.is_causal) {
     // key j is visible to query i when j <= i
     std::vector<bool> hide(static_cast<std::size_t>(L * S));
@@ -64,13 +128,17 @@ AttentionResult scaled_dot_product_attention_with_weights(const Tensor& q, const
     if (m.dtype() == kBool) scores = masked_fill(scores, logical_not(m), -INFINITY);
     else if (is_floating(m.dtype())) {
       check_same_dtype(op, "q", q, "attn_mask", m);
+      check_float_mask(op, m);
       scores = add(scores, m);
     } else {
       throw InvalidArgument(fmt::format("{}: attn_mask has dtype {}; expected bool (true = attend) or a float mask "
                                         "added to the scores", op, dtype_name(m.dtype())));
     }
   }
-  Tensor p = softmax(scores, -1);
+  // No keys (S = 0): every query sees nothing, so its output is 0 with zero gradient, the policy
+  // of a fully masked row; softmax would reject the empty class dim. The empty scores still link
+  // the output to q and k.
+  Tensor p = S == 0 ? scores : softmax(scores, -1);
   return {matmul(p, v), p};
 }
 
@@ -118,7 +186,11 @@ Tensor layer_norm(const Tensor& x, const std::vector<std::int64_t>& normalized_s
       if (t->shape() != ns)
         throw InvalidArgument(fmt::format("{}: {} has shape {}; expected normalized_shape {}", op, name, t->shape(), ns));
     }
-  if (!(eps >= 0)) throw InvalidArgument(fmt::format("{}: eps = {}; expected eps >= 0", op, eps));
+  // eps = 0 divides by zero on a constant row (var = 0: rstd = inf, xhat = 0 · inf = NaN); an
+  // infinite eps maps every row to 0 (bias).
+  if (!(eps > 0) || !std::isfinite(eps))
+    throw InvalidArgument(fmt::format("{}: eps = {}; expected a finite eps > 0 (rstd = 1 / sqrt(var + eps) is infinite "
+                                      "for a constant row when eps = 0; PyTorch's default is 1e-5)", op, eps));
   const std::int64_t D = ns.numel();
   const std::int64_t R = D == 0 ? 0 : x.numel() / D;
   if (D == 0) throw InvalidArgument(fmt::format("{}: normalized_shape {} has no elements", op, ns));

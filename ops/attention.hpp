@@ -13,11 +13,15 @@
 //   float mask added to the scores (-inf blocks); it broadcasts to [..., L, S]. is_causal: query i
 //   sees keys j <= i (L x S lower triangle); it cannot be combined with attn_mask (as PyTorch).
 //   Leading dims of q, k, v broadcast as in matmul.
-//   A query row that may see no key at all (fully masked) gets output 0 and gradient 0 (softmax's
-//   policy for all -inf rows; PyTorch gives NaN there).
+//   A query row that may see no key at all (fully masked, or S = 0) gets output 0 and gradient 0
+//   (softmax's policy for all -inf rows; PyTorch gives NaN there).
+//   Errors name scaled_dot_product_attention (never matmul or softmax): batch dims of q, k, v that
+//   do not broadcast, a float attn_mask with NaN or +inf, and scores q kᵀ · scale that are NaN or
+//   ±inf before masking (NaN in q or k, or overflow).
 //
 // layer_norm(x, normalized_shape, weight, bias, eps)   over the trailing dims normalized_shape (D elements)
-//   mu = mean(x), rstd = 1/sqrt(var(x) + eps) (biased variance), xhat = (x − mu) rstd
+//   mu = mean(x), rstd = 1/sqrt(var(x) + eps) (biased variance), xhat = (x − mu) rstd;
+//   eps must be finite and > 0 (eps = 0 divides by zero on a constant row)
 //   y = xhat ⊙ weight + bias
 //   vjp  dxhat = g ⊙ weight;  dx = rstd (dxhat − mean(dxhat) − xhat mean(dxhat ⊙ xhat))
 //        dweight = Σ g ⊙ xhat;  dbias = Σ g       (sums over the leading dims)

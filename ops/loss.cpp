@@ -34,7 +34,22 @@ namespace tapegrad {
 
 namespace {
 
+// A Reduction made by casting an integer (static_cast<Reduction>(7)) is none of the enumerators:
+// every switch and comparison on it would fall through to garbage, so it is rejected first.
+void check_reduction(const char* op, Reduction r, bool allow_batchmean) {
+  switch (r) {
+    case Reduction::None:
+    case Reduction::Mean:
+    case Reduction::Sum:
+    case Reduction::BatchMean: return;
+  }
+  throw InvalidArgument(fmt::format("{}: reduction = {} is not a Reduction value; expected Reduction::None, Mean{}", op,
+                                    static_cast<int>(r), allow_batchmean ? ", Sum or BatchMean" : " or Sum"));
+}
+
+// Every loss but kl_div: also rejects invalid values (check_reduction).
 void check_not_batchmean(const char* op, Reduction r) {
+  check_reduction(op, r, /*allow_batchmean=*/false);
   if (r == Reduction::BatchMean)
     throw InvalidArgument(fmt::format(
         "{}: reduction = batchmean is only defined for kl_div; expected Reduction::None, Mean or Sum", op));
@@ -726,6 +741,7 @@ Tensor elementwise_scale(const Tensor& g, Reduction r, double norm) {
 Tensor kl_div(const Tensor& input, const Tensor& target, const KlDivOptions& options, SourceLocation site) {
   const SiteScope site_scope(site);
   const char* op = "kl_div";
+  check_reduction(op, options.reduction, /*allow_batchmean=*/true);
   check_floating(op, "input", input);
   check_floating(op, "target", target);
   check_same_dtype(op, "input", input, "target", target);

@@ -44,6 +44,7 @@
 
 namespace tapegrad {
 
+// A value outside these (static_cast<Reduction>(7)) is an InvalidArgument naming the loss.
 enum class Reduction {
   None,      // 'none': one loss per sample
   Mean,      // 'mean' (the default)

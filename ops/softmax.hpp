@@ -30,8 +30,14 @@ Tensor log_softmax(const Tensor& x, int dim, SourceLocation site = SourceLocatio
 Tensor logsumexp(const Tensor& x, int dim, bool keepdim = false, SourceLocation site = SourceLocation::current());
 
 // Temperature: softmax(x / T). T > 0 (finite) is required; as a tensor it may require grad (a
-// learned temperature for calibration), it must have x's dtype and broadcast against x (a rank-0
-// T is the usual case).  d/dT of x / T = -x / T^2.
+// learned temperature for calibration), it must have x's dtype and broadcast to x's shape (a rank-0
+// T is the usual case, or one per row; temperature_scale, being elementwise, also lets T broadcast
+// x to a larger shape). Errors name the op called (softmax, log_softmax, temperature_scale).
+//   dL/dT = -(1/T^2) sum x ⊙ dz,  dz = dL/d(x / T), computed as -sum((x / T) ⊙ dz) / T so that a
+//   tiny or huge T (1e-30 in float32, 1e-300 in float64) gives the finite value, not 0 · inf.
+//   -inf logits (masks) add nothing to dT (x / T is -inf for every T), nor does a fully masked
+//   row; never NaN. log_softmax's -inf outputs send no gradient to T (they do not depend on it);
+//   x still gets log_softmax's documented gradient g there.
 Tensor temperature_scale(const Tensor& logits, double temperature, SourceLocation site = SourceLocation::current());
 Tensor temperature_scale(const Tensor& logits, const Tensor& temperature, SourceLocation site = SourceLocation::current());
 Tensor softmax(const Tensor& x, int dim, double temperature, SourceLocation site = SourceLocation::current());

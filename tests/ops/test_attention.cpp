@@ -31,11 +31,12 @@ TEST_CASE("attention: values by hand", "[ops][attention]") {
   const double b = std::exp(2.0 * 1.0 + 0.5), pb = b / (b + 1.0);
   REQUIRE_ALLCLOSE(scaled_dot_product_attention(q, k, v, {.attn_mask = tensor({{0.5, 0.0}}, kFloat64), .scale = 2.0}),
                    tensor({{10 * pb, 10 * (1 - pb)}}, kFloat64), 1e-14);
-  // layer_norm of [1, 2, 3]: mean 2, var 2/3 -> [-1, 0, 1] * sqrt(3/2) (eps 0)
-  REQUIRE_ALLCLOSE(layer_norm(tensor({1.0, 2.0, 3.0}, kFloat64), {3}, Tensor(), Tensor(), 0.0),
+  // layer_norm of [1, 2, 3]: mean 2, var 2/3 -> [-1, 0, 1] * sqrt(3/2) (eps 1e-300: var + eps = var
+  // in float64; eps = 0 is an error)
+  REQUIRE_ALLCLOSE(layer_norm(tensor({1.0, 2.0, 3.0}, kFloat64), {3}, Tensor(), Tensor(), 1e-300),
                    tensor({-std::sqrt(1.5), 0.0, std::sqrt(1.5)}, kFloat64), 1e-14);
   REQUIRE_ALLCLOSE(layer_norm(tensor({1.0, 2.0, 3.0}, kFloat64), {3}, tensor({2.0, 1.0, 1.0}, kFloat64),
-                              tensor({0.0, 5.0, 0.0}, kFloat64), 0.0),
+                              tensor({0.0, 5.0, 0.0}, kFloat64), 1e-300),
                    tensor({-2 * std::sqrt(1.5), 5.0, std::sqrt(1.5)}, kFloat64), 1e-14);
   // embedding picks rows
   Tensor w = tensor({{0.0, 1.0}, {2.0, 3.0}, {4.0, 5.0}}, kFloat64);
@@ -143,9 +144,9 @@ TEST_CASE("attention: layer_norm and embedding gradcheck; fused and recorded bac
                                   std::pair{Shape{2, 1, 2, 3}, std::vector<std::int64_t>{3}}}) {
     INFO("x " << shape.str());
     Tensor x = rnd(shape, gen, 2.0), w = rnd(Shape(ns), gen), b = rnd(Shape(ns), gen);
-    testing::require_gradcheck([ns](const std::vector<Tensor>& in) { return layer_norm(in[0], ns, in[1], in[2]); },
+    testing::require_gradcheck([ns = ns](const std::vector<Tensor>& in) { return layer_norm(in[0], ns, in[1], in[2]); },
                                {x, w, b}, true);
-    testing::require_gradcheck([ns](const std::vector<Tensor>& in) { return layer_norm(in[0], ns); }, {x}, true);
+    testing::require_gradcheck([ns = ns](const std::vector<Tensor>& in) { return layer_norm(in[0], ns); }, {x}, true);
     Tensor g = randn(shape, gen, kFloat64);
     auto fast = grad({layer_norm(x, ns, w, b)}, {x, w, b}, {g});
     auto rec = grad({layer_norm(x, ns, w, b)}, {x, w, b}, {g}, {.create_graph = true});
