@@ -16,6 +16,7 @@ namespace tapegrad::nn {
 // ---------------------------------------------------------------- LayerNorm
 LayerNorm::LayerNorm(std::vector<std::int64_t> normalized_shape, double eps, bool elementwise_affine, DType dtype)
     : Module("LayerNorm"), shape_(std::move(normalized_shape)), eps_(eps) {
+  check_layer_dtype("LayerNorm", dtype);
   if (shape_.empty() || shape_.size() > 4)
     throw InvalidArgument(fmt::format("LayerNorm: normalized_shape has {} dims; expected 1 to 4", shape_.size()));
   for (auto s : shape_)
@@ -32,6 +33,7 @@ Tensor LayerNorm::forward(const Tensor& x) { return layer_norm(x, shape_, weight
 Embedding::Embedding(std::int64_t num_embeddings, std::int64_t embedding_dim, Generator& gen,
                      std::optional<std::int64_t> padding_idx, DType dtype)
     : Module("Embedding") {
+  check_layer_dtype("Embedding", dtype);
   if (num_embeddings <= 0 || embedding_dim <= 0)
     throw InvalidArgument(fmt::format("Embedding: num_embeddings = {}, embedding_dim = {}; expected both > 0",
                                       num_embeddings, embedding_dim));
@@ -66,6 +68,7 @@ Tensor sinusoidal_positional_encoding(std::int64_t length, std::int64_t dim, DTy
 
 LearnedPositionalEncoding::LearnedPositionalEncoding(std::int64_t max_len, std::int64_t dim, Generator& gen, DType dtype)
     : Module("LearnedPositionalEncoding") {
+  check_layer_dtype("LearnedPositionalEncoding", dtype);
   if (max_len <= 0 || dim <= 0)
     throw InvalidArgument(fmt::format("LearnedPositionalEncoding: max_len = {}, dim = {}; expected both > 0", max_len, dim));
   Tensor w = Tensor::empty({max_len, dim}, dtype);
@@ -84,6 +87,7 @@ Tensor LearnedPositionalEncoding::forward(const Tensor& x) {
 MultiheadAttention::MultiheadAttention(std::int64_t embed_dim, std::int64_t num_heads, Generator& gen,
                                        const MultiheadAttentionOptions& o)
     : Module("MultiheadAttention"), e_(embed_dim), h_(num_heads), batch_first_(o.batch_first) {
+  check_layer_dtype("MultiheadAttention", o.dtype);
   if (embed_dim <= 0 || num_heads <= 0 || embed_dim % num_heads != 0)
     throw InvalidArgument(fmt::format("MultiheadAttention: embed_dim = {} is not divisible by num_heads = {} (each head "
                                       "gets embed_dim / num_heads features)", embed_dim, num_heads));
@@ -189,6 +193,7 @@ MhaOutput MultiheadAttention::forward(const Tensor& query, const Tensor& key, co
 TransformerBlock::TransformerBlock(std::int64_t embed_dim, std::int64_t num_heads, std::int64_t ffn_dim, Generator& gen,
                                    const TransformerBlockOptions& o)
     : Module("TransformerBlock"), options_(o) {
+  check_layer_dtype("TransformerBlock", o.dtype);
   if (ffn_dim <= 0) throw InvalidArgument(fmt::format("TransformerBlock: ffn_dim = {}; expected > 0", ffn_dim));
   self_attn = register_module("self_attn", std::make_shared<MultiheadAttention>(
                                                embed_dim, num_heads, gen,

@@ -1,15 +1,20 @@
 // SPDX-License-Identifier: MIT
 #include "nn/checkpoint.hpp"
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <random>
 #include <sstream>
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -107,34 +112,231 @@ void commit_rng(Module& module, const std::optional<std::vector<Generator::State
   for (std::size_t i = 0; i < own.size(); ++i) own[i].second->set_state((*states)[i]);
 }
 
+// Builds the document as nlohmann::json::parse does, but knows where it is, so an error (a number
+// that does not fit in a double, such as 1e400, which the parser refuses with out_of_range) can
+// name its key: model["0.bias"]["values"][2].
+class LocatingParser final : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  using json = nlohmann::json;
+  explicit LocatingParser(json& root) : root_(root) {}
+
+  bool null() override { return put(json(nullptr)); }
+  bool boolean(bool v) override { return put(json(v)); }
+  bool number_integer(number_integer_t v) override { return put(json(v)); }
+  bool number_unsigned(number_unsigned_t v) override { return put(json(v)); }
+  bool number_float(number_float_t v, const string_t&) override { return put(json(v)); }
+  bool string(string_t& v) override { return put(json(std::move(v))); }
+  bool binary(binary_t& v) override { return put(json::binary(std::move(v))); }
+  bool start_object(std::size_t) override { return open(json::object()); }
+  bool key(string_t& k) override {
+    frames_.back().key = k;
+    return true;
+  }
+  bool end_object() override { return close(); }
+  bool start_array(std::size_t) override { return open(json::array()); }
+  bool end_array() override { return close(); }
+  bool parse_error(std::size_t position, const std::string& token, const json::exception& e) override {
+    if (e.id == 406)  // out_of_range.406: number overflow
+      error_ = fmt::format("the number {} at {} does not fit in a double (|x| <= 1.8e308)", token, where());
+    else
+      error_ = fmt::format("not valid JSON (truncated or corrupted?) at byte {}, near {}: {}", position, where(), e.what());
+    return false;
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  struct Frame {
+    json* value;
+    std::string key;  // objects: the last key read
+  };
+
+  json* insert(json&& v) {
+    if (frames_.empty()) {
+      root_ = std::move(v);
+      return &root_;
+    }
+    Frame& top = frames_.back();
+    if (top.value->is_array()) {
+      top.value->push_back(std::move(v));
+      return &top.value->back();
+    }
+    json& slot = (*top.value)[top.key];
+    slot = std::move(v);
+    return &slot;
+  }
+  bool put(json&& v) {
+    insert(std::move(v));
+    return true;
+  }
+  bool open(json&& v) {
+    frames_.push_back({insert(std::move(v)), {}});
+    return true;
+  }
+  bool close() {
+    frames_.pop_back();
+    return true;
+  }
+  // The path of the value being read: an array's innermost index is the next element.
+  std::string where() const {
+    std::string out;
+    for (std::size_t i = 0; i < frames_.size(); ++i) {
+      const json& v = *frames_[i].value;
+      if (v.is_array()) out += fmt::format("[{}]", i + 1 == frames_.size() ? v.size() : v.size() - 1);
+      else if (i == 0) out += frames_[i].key;
+      else out += fmt::format("[\"{}\"]", frames_[i].key);
+    }
+    return out.empty() ? "the top level" : out;
+  }
+
+  json& root_;
+  std::vector<Frame> frames_;
+  std::string error_;
+};
+
+// Errors below name the entry; load() adds the file.
 nlohmann::json read_checkpoint(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw CheckpointError(fmt::format("load: cannot open '{}': {}", path, std::strerror(errno)));
+  if (!in) throw CheckpointError(fmt::format("cannot open it: {}", std::strerror(errno)));
   std::stringstream ss;
   ss << in.rdbuf();
   nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    throw CheckpointError(fmt::format("load: '{}' is not valid JSON (truncated or corrupted?): {}", path, e.what()));
-  }
+  LocatingParser parser(j);
+  if (!nlohmann::json::sax_parse(ss.str(), &parser)) throw CheckpointError(parser.error());
   if (!j.is_object() || !j.contains("format") || j["format"] != "tapegrad-checkpoint")
-    throw CheckpointError(fmt::format("load: '{}' is not a tapegrad checkpoint (no \"format\": \"tapegrad-checkpoint\")", path));
-  if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int>() != kCheckpointVersion)
-    throw CheckpointError(fmt::format("load: '{}' has format version {}; this build reads version {}", path,
-                                      j.contains("version") ? j["version"].dump() : "(missing)", kCheckpointVersion));
-  if (!j.contains("model")) throw CheckpointError(fmt::format("load: '{}' has no \"model\" entry", path));
+    throw CheckpointError("not a tapegrad checkpoint (no \"format\": \"tapegrad-checkpoint\")");
+  // Exactly the integer 1: 1.5, 1e30, -1, "1" or 4294967297 (which an int would truncate to 1) are not.
+  const bool version_ok = j.contains("version") && j["version"].is_number_unsigned() &&
+                          j["version"].get<std::uint64_t>() == static_cast<std::uint64_t>(kCheckpointVersion);
+  if (!version_ok)
+    throw CheckpointError(fmt::format("has format version {}; this build reads format version {} (\"version\" must be "
+                                      "the integer {})", j.contains("version") ? j["version"].dump() : "(missing)",
+                                      kCheckpointVersion, kCheckpointVersion));
+  if (!j.contains("model")) throw CheckpointError("has no \"model\" entry");
   return j;
 }
 
-std::string checkpoint_text(const Module& module, const Optimizer* optimizer) {
+// Runs f, turning every failure into a CheckpointError that starts with the file.
+template <class F>
+auto naming_file(const std::string& path, F f) {
+  auto wrap = [&](const char* what) { return CheckpointError(fmt::format("load: '{}': {}", path, what)); };
+  try {
+    return f();
+  } catch (const CheckpointError& e) {
+    throw wrap(e.what());
+  } catch (const InvalidArgument& e) {
+    throw wrap(e.what());
+  } catch (const nlohmann::json::exception& e) {
+    throw wrap(e.what());
+  }
+}
+
+std::string checkpoint_text(const Module& module, const Optimizer* optimizer, const CheckpointExtras& extras) {
   nlohmann::json j;
   j["format"] = "tapegrad-checkpoint";
   j["version"] = kCheckpointVersion;
   j["model"] = state_dict(module);
   if (nlohmann::json rng = rng_state(module); !rng.empty()) j["rng"] = std::move(rng);
   if (optimizer) j["optimizer"] = optimizer->state_dict();
+  if (extras.scheduler) j["scheduler"] = extras.scheduler->state_dict();
+  if (extras.batches) j["batch_iterator"] = extras.batches->state_dict();
   return j.dump(1);
+}
+
+// Temporaries: ".<file>.tmp.<pid>.<6 of [A-Za-z0-9]>". The writer's pid in the name is what lets a
+// later save decide whether a temporary is garbage.
+std::string temp_prefix(const std::string& file) { return fmt::format(".{}.tmp.", file); }
+
+bool parse_temp_name(const std::string& name, const std::string& prefix, pid_t& pid) {
+  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return false;
+  const std::string rest = name.substr(prefix.size());  // "<pid>.<6 chars>"
+  const auto dot = rest.find('.');
+  if (dot == std::string::npos || dot == 0 || dot > 10 || rest.size() != dot + 7) return false;
+  long long v = 0;
+  for (std::size_t i = 0; i < dot; ++i) {
+    if (rest[i] < '0' || rest[i] > '9') return false;
+    v = v * 10 + (rest[i] - '0');
+  }
+  for (std::size_t i = dot + 1; i < rest.size(); ++i)
+    if (!std::isalnum(static_cast<unsigned char>(rest[i]))) return false;
+  if (v <= 0 || v > std::numeric_limits<pid_t>::max()) return false;
+  pid = static_cast<pid_t>(v);
+  return true;
+}
+
+// When the process `pid` started, in seconds since the epoch (Linux /proc), if known.
+std::optional<double> process_start_time(pid_t pid) {
+  std::ifstream stat_file(fmt::format("/proc/{}/stat", pid));
+  std::string line;
+  if (!std::getline(stat_file, line)) return std::nullopt;
+  const auto paren = line.rfind(')');  // the command name may hold spaces and parentheses
+  if (paren == std::string::npos) return std::nullopt;
+  std::istringstream fields(line.substr(paren + 1));
+  std::string field;
+  unsigned long long start_ticks = 0;
+  for (int i = 3; i <= 22 && fields >> field; ++i)  // field 22: starttime, clock ticks after boot
+    if (i == 22) start_ticks = std::strtoull(field.c_str(), nullptr, 10);
+  if (start_ticks == 0) return std::nullopt;
+  std::ifstream proc_stat("/proc/stat");
+  long long boot = -1;
+  while (std::getline(proc_stat, line))
+    if (line.rfind("btime ", 0) == 0) boot = std::atoll(line.c_str() + 6);
+  const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
+  if (boot < 0 || ticks_per_second <= 0) return std::nullopt;
+  return static_cast<double>(boot) + static_cast<double>(start_ticks) / static_cast<double>(ticks_per_second);
+}
+
+// Removes temporaries of `target` that crashed saves left behind. Only names of exactly our
+// pattern for this target are considered, and one is removed only when its writer cannot be
+// running any more:
+//   - no process has its pid (kill(pid, 0) fails with ESRCH): the writer is gone; or
+//   - a process has the pid but started more than 2 s after the temporary was last written
+//     (/proc/<pid>/stat): the pid was reused, the writer is gone.
+// Everything else is kept: a temporary of this process (another thread may be saving the same
+// target right now), and one whose writer may be alive. "Older than this save's start" alone is
+// not a safe rule: a concurrent writer that started earlier has an older temporary, and removing
+// it would make its rename fail. (Across pid namespaces sharing a directory a pid may name another
+// process; such a temporary is then kept, never wrongly removed, unless that pid is free here.)
+// Best effort: a temporary that cannot be removed (or that another saver removed first) is skipped.
+void remove_stale_temporaries(const std::filesystem::path& dir, const std::string& file) {
+  namespace fs = std::filesystem;
+  const std::string prefix = temp_prefix(file);
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) return;
+  for (const auto& entry : it) {
+    pid_t pid = 0;
+    const std::string name = entry.path().filename().string();
+    if (!parse_temp_name(name, prefix, pid) || pid == ::getpid()) continue;
+    struct stat st {};
+    if (::lstat(entry.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    bool stale = ::kill(pid, 0) != 0 && errno == ESRCH;
+    if (!stale) {
+      const auto started = process_start_time(pid);
+      stale = started && static_cast<double>(st.st_mtime) + 2.0 < *started;
+    }
+    if (stale) ::unlink(entry.path().c_str());
+  }
+}
+
+// Creates the temporary with O_EXCL and mode 0666, so the kernel applies the umask (and a default
+// ACL) as for any new file; mkstemp would give 0600.
+int create_temporary(const std::filesystem::path& dir, const std::string& file, std::string& name) {
+  static std::atomic<std::uint64_t> counter{0};
+  static constexpr char kChars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  std::uint64_t x = (static_cast<std::uint64_t>(std::random_device{}()) << 32) ^
+                    static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+                    (counter.fetch_add(1) * 0x9E3779B97F4A7C15ULL);
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    std::string suffix;
+    for (int k = 0; k < 6; ++k) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;  // xorshift64
+      suffix += kChars[x % 62];
+    }
+    name = (dir / fmt::format("{}{}.{}", temp_prefix(file), ::getpid(), suffix)).string();
+    const int fd = ::open(name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0 || errno != EEXIST) return fd;
+  }
+  return -1;
 }
 
 }  // namespace
@@ -145,8 +347,10 @@ void write_file_atomically(const std::string& path, const std::string& text) {
   namespace fs = std::filesystem;
   const fs::path target(path);
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::string tmpl = (dir / fmt::format(".{}.tmp.XXXXXX", target.filename().string())).string();
-  const int fd = ::mkstemp(tmpl.data());
+  const std::string file = target.filename().string();
+  remove_stale_temporaries(dir, file);
+  std::string tmpl;
+  const int fd = create_temporary(dir, file, tmpl);
   if (fd < 0) throw RuntimeError(fmt::format("save: cannot create a temporary file in '{}': {}", dir.string(), std::strerror(errno)));
   bool closed = false;
   auto fail = [&](const std::string& what) {
@@ -188,30 +392,40 @@ void write_file_atomically(const std::string& path, const std::string& text) {
   }
 }
 
-void save(const Module& module, const std::string& path) { write_file_atomically(path, checkpoint_text(module, nullptr)); }
+void save(const Module& module, const std::string& path) { write_file_atomically(path, checkpoint_text(module, nullptr, {})); }
 
-void save(const Module& module, const Optimizer& optimizer, const std::string& path) {
-  write_file_atomically(path, checkpoint_text(module, &optimizer));
+void save(const Module& module, const Optimizer& optimizer, const std::string& path, const CheckpointExtras& extras) {
+  write_file_atomically(path, checkpoint_text(module, &optimizer, extras));
 }
 
 void load(Module& module, const std::string& path) {
-  const nlohmann::json j = read_checkpoint(path);
-  const std::vector<Tensor> values = parse_state(module, j["model"]);
-  const auto rng = parse_rng(module, j);
-  commit_state(module, values);
-  commit_rng(module, rng);
+  naming_file(path, [&] {
+    const nlohmann::json j = read_checkpoint(path);
+    const std::vector<Tensor> values = parse_state(module, j["model"]);
+    const auto rng = parse_rng(module, j);
+    commit_state(module, values);
+    commit_rng(module, rng);
+  });
 }
 
-void load(Module& module, Optimizer& optimizer, const std::string& path) {
-  const nlohmann::json j = read_checkpoint(path);
-  std::vector<Tensor> values = parse_state(module, j["model"]);
-  const auto rng = parse_rng(module, j);
-  if (!j.contains("optimizer")) throw CheckpointError(fmt::format("load: '{}' has no optimizer state", path));
-  // The optimiser validates its whole state before changing anything; if it throws, the model
-  // has not been touched yet either.
-  optimizer.load_state_dict(j["optimizer"]);
-  commit_state(module, values);
-  commit_rng(module, rng);
+void load(Module& module, Optimizer& optimizer, const std::string& path, const CheckpointExtras& extras) {
+  naming_file(path, [&] {
+    const nlohmann::json j = read_checkpoint(path);
+    std::vector<Tensor> values = parse_state(module, j["model"]);
+    const auto rng = parse_rng(module, j);
+    if (!j.contains("optimizer")) throw CheckpointError("has no optimizer state");
+    // Each entry is checked before anything changes. The optimiser checks its whole state
+    // before it changes anything, and goes last among the checks: after it, nothing can throw.
+    const bool with_scheduler = extras.scheduler && j.contains("scheduler");
+    const bool with_batches = extras.batches && j.contains("batch_iterator");
+    if (with_scheduler) extras.scheduler->check_state_dict(j["scheduler"]);
+    if (with_batches) extras.batches->check_state_dict(j["batch_iterator"]);
+    optimizer.load_state_dict(j["optimizer"]);
+    if (with_scheduler) extras.scheduler->load_state_dict(j["scheduler"]);
+    if (with_batches) extras.batches->load_state_dict(j["batch_iterator"]);
+    commit_state(module, values);
+    commit_rng(module, rng);
+  });
 }
 
 }  // namespace tapegrad::nn

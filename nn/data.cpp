@@ -8,7 +8,9 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
 
+#include "nn/serialize.hpp"
 #include "ops/shape.hpp"
 
 namespace tapegrad::nn {
@@ -38,6 +40,27 @@ bool parse_double(const std::string& s, double& v) {
   return ec == std::errc() && p == end;
 }
 
+// An integer-valued double in [lo, hi] (both exactly representable, below 2^53), so the cast to
+// int64 is exact; NaN, infinities and fractions fail.
+bool parse_count(const std::string& s, double lo, double hi, std::int64_t& out) {
+  double v;
+  if (!parse_double(s, v) || !(v >= lo && v <= hi) || v != std::floor(v)) return false;
+  out = static_cast<std::int64_t>(v);
+  return true;
+}
+
+// Rows and labels must agree before anything indexes one by the other.
+void check_rows(const char* who, const Dataset& d) {
+  if (!d.labels.defined() || d.labels.dim() != 1 || d.labels.dtype() != kInt64)
+    throw InvalidArgument(fmt::format("{}: labels must be a 1-d int64 tensor; got {}", who,
+                                      d.labels.defined() ? fmt::format("{} {}", dtype_name(d.labels.dtype()), d.labels.shape())
+                                                         : "undefined"));
+  if (!d.features.defined() || d.features.dim() < 1 || d.features.size(0) != d.labels.numel())
+    throw InvalidArgument(fmt::format("{}: features have {} rows but there are {} labels; expected one label per row", who,
+                                      d.features.defined() && d.features.dim() >= 1 ? d.features.size(0) : 0,
+                                      d.labels.numel()));
+}
+
 }  // namespace
 
 Dataset Dataset::subset(const std::vector<std::int64_t>& indices) const {
@@ -57,7 +80,7 @@ Dataset read_csv(const std::string& path, DType dtype) {
   std::vector<std::string> names;
   std::vector<double> values;
   std::vector<std::int64_t> labels;
-  std::int64_t max_label = -1;
+  std::int64_t max_label = -1, max_label_line = 0;
   while (std::getline(in, line)) {
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -68,11 +91,13 @@ Dataset read_csv(const std::string& path, DType dtype) {
       bool header = false;
       for (std::size_t k = 2; k < fields.size(); ++k) header = header || !parse_double(fields[k], tmp);
       if (header) {
-        double n, f;
-        if (fields.size() < 3 || !parse_double(fields[0], n) || !parse_double(fields[1], f) || n < 0 || f < 1)
-          throw InvalidArgument(fmt::format("read_csv: {}:1: header '{}' is not 'n_samples,n_features,class names...'", path, line));
-        declared_n = static_cast<std::int64_t>(n);
-        n_features = static_cast<std::int64_t>(f);
+        // Counts as integers the cast to int64 keeps exactly (1e300 or nan would be undefined).
+        constexpr double kMaxCount = 1e15;
+        if (fields.size() < 3 || !parse_count(fields[0], 0, kMaxCount, declared_n) ||
+            !parse_count(fields[1], 1, kMaxCount, n_features))
+          throw InvalidArgument(fmt::format("read_csv: {}:1: header '{}' is not 'n_samples,n_features,class names...' "
+                                            "(expected integers 0 <= n_samples <= {:g} and 1 <= n_features <= {:g})",
+                                            path, line, kMaxCount, kMaxCount));
         names.assign(fields.begin() + 2, fields.end());
         continue;
       }
@@ -88,21 +113,38 @@ Dataset read_csv(const std::string& path, DType dtype) {
                                           k + 1, fields[static_cast<std::size_t>(k)]));
       values.push_back(v);
     }
-    double lab;
+    // The label: an integer in [0, classes) with a header; without one, below 2^53 here (an exact
+    // cast) and checked against the class bound once the number of rows is known.
     const std::string& lf = fields.back();
-    if (!parse_double(lf, lab) || lab < 0 || lab != std::floor(lab))
-      throw InvalidArgument(fmt::format("read_csv: {}:{}: label '{}' is not an integer >= 0", path, line_no, lf));
-    labels.push_back(static_cast<std::int64_t>(lab));
-    max_label = std::max(max_label, labels.back());
+    const double hi = names.empty() ? 9007199254740992.0 : static_cast<double>(names.size()) - 1;
+    std::int64_t lab;
+    if (!parse_count(lf, 0, hi, lab)) {
+      const std::string range = names.empty() ? std::string("an integer >= 0")
+                                              : fmt::format("an integer in [0, {}) (the header names {} classes)",
+                                                            names.size(), names.size());
+      throw InvalidArgument(fmt::format("read_csv: {}:{}: column {}: label '{}' is not {}", path, line_no,
+                                        n_features + 1, lf, range));
+    }
+    labels.push_back(lab);
+    if (lab > max_label) {
+      max_label = lab;
+      max_label_line = line_no;
+    }
   }
   const auto n = static_cast<std::int64_t>(labels.size());
   if (n == 0) throw InvalidArgument(fmt::format("read_csv: '{}' has no samples", path));
   if (declared_n >= 0 && declared_n != n)
     throw InvalidArgument(fmt::format("read_csv: {}: the header declares {} samples but the file has {}", path, declared_n, n));
-  if (names.empty())
+  if (names.empty()) {
+    const std::int64_t bound = std::max(kMaxUnnamedClasses, n);
+    if (max_label >= bound)
+      throw InvalidArgument(fmt::format("read_csv: {}:{}: column {}: label {} would make {} classes for "
+                                        "{} rows; without a header, labels must be below max({}, number of rows) = {} "
+                                        "(name the classes in a header line 'n_samples,n_features,names...' for more)",
+                                        path, max_label_line, n_features + 1, max_label, max_label + 1, n,
+                                        kMaxUnnamedClasses, bound));
     for (std::int64_t c = 0; c <= max_label; ++c) names.push_back(std::to_string(c));
-  if (max_label >= static_cast<std::int64_t>(names.size()))
-    throw InvalidArgument(fmt::format("read_csv: {}: label {} is out of range for {} classes", path, max_label, names.size()));
+  }
   return {from_vector(values, Shape{n, n_features}, dtype), from_vector(labels, Shape{n}), names};
 }
 
@@ -133,9 +175,15 @@ DatasetSplit stratified_split(const Dataset& data, double validation_fraction, d
   if (!(validation_fraction >= 0 && test_fraction >= 0 && validation_fraction + test_fraction < 1))
     throw InvalidArgument(fmt::format("stratified_split: validation {} and test {} fractions; expected both >= 0 and "
                                       "a sum below 1", validation_fraction, test_fraction));
+  check_rows("stratified_split", data);
+  const std::int64_t* lab = data.labels.data<std::int64_t>();
+  for (std::int64_t i = 0; i < data.size(); ++i)
+    if (lab[i] < 0 || lab[i] >= data.num_classes())
+      throw InvalidArgument(fmt::format("stratified_split: labels[{}] = {} is out of range for {} classes (expected 0 <= "
+                                        "label < {}; it would be left out of every split)", i, lab[i],
+                                        data.num_classes(), data.num_classes()));
   Generator gen(seed);
   std::vector<std::int64_t> train, val, test;
-  const std::int64_t* lab = data.labels.data<std::int64_t>();
   for (std::int64_t c = 0; c < data.num_classes(); ++c) {
     std::vector<std::int64_t> members;
     for (std::int64_t i = 0; i < data.size(); ++i)
@@ -166,6 +214,7 @@ void Standardizer::fit(const Tensor& x) {
   if (!x.defined() || x.dim() != 2 || x.size(0) < 1 || !is_floating(x.dtype()))
     throw InvalidArgument(fmt::format("Standardizer::fit: expected floating features [N, F] with N >= 1; got {}",
                                       x.defined() ? fmt::format("{}", x.shape()) : "undefined"));
+  check_finite(x, "Standardizer::fit: x");  // one NaN would make that feature's mean and std NaN
   const std::int64_t n = x.size(0), f = x.size(1);
   mean_.assign(static_cast<std::size_t>(f), 0.0);
   std_.assign(static_cast<std::size_t>(f), 0.0);
@@ -209,6 +258,7 @@ BatchIterator::BatchIterator(const Dataset& data, std::int64_t batch_size, bool 
     : data_(data), batch_size_(batch_size), shuffle_(shuffle), drop_last_(drop_last), gen_(seed) {
   if (batch_size <= 0) throw InvalidArgument(fmt::format("BatchIterator: batch_size = {}; expected > 0", batch_size));
   if (data.size() == 0) throw InvalidArgument("BatchIterator: the dataset is empty");
+  check_rows("BatchIterator", data);
 }
 
 std::int64_t BatchIterator::batches_per_epoch() const {
@@ -221,12 +271,72 @@ std::vector<Dataset> BatchIterator::epoch() {
   std::vector<std::int64_t> order(static_cast<std::size_t>(n));
   if (shuffle_) order = permutation(n, gen_);
   else std::iota(order.begin(), order.end(), 0);
+  ++epochs_;
   std::vector<Dataset> out;
   for (std::int64_t b = 0; b < batches_per_epoch(); ++b) {
     const std::int64_t lo = b * batch_size_, hi = std::min(n, lo + batch_size_);
     out.push_back(data_.subset(std::vector<std::int64_t>(order.begin() + lo, order.begin() + hi)));
   }
   return out;
+}
+
+nlohmann::json BatchIterator::state_dict() const {
+  nlohmann::json j;
+  j["epochs"] = epochs_;
+  j["generator"] = gen_.state();
+  j["num_samples"] = data_.size();
+  j["batch_size"] = batch_size_;
+  j["shuffle"] = shuffle_;
+  j["drop_last"] = drop_last_;
+  return j;
+}
+
+Generator::State BatchIterator::parse_state(const nlohmann::json& j, std::int64_t& epochs) const {
+  auto fail = [](const std::string& what) { return CheckpointError("BatchIterator state: " + what); };
+  if (!j.is_object()) throw fail(fmt::format("expected an object; got {}", j.dump()));
+  for (const char* key : {"epochs", "generator", "num_samples", "batch_size", "shuffle", "drop_last"})
+    if (!j.contains(key)) throw fail(fmt::format("missing field '{}'", key));
+  // The same data and settings: a state for other data would hand out other batches.
+  auto same_int = [&](const char* key, std::int64_t own) {
+    const auto& v = j.at(key);
+    if (!v.is_number_integer() || v.get<std::int64_t>() != own)
+      throw fail(fmt::format("'{}' is {}; this iterator has {} (a different dataset or settings?)", key, v.dump(), own));
+  };
+  auto same_bool = [&](const char* key, bool own) {
+    const auto& v = j.at(key);
+    if (!v.is_boolean() || v.get<bool>() != own)
+      throw fail(fmt::format("'{}' is {}; this iterator has {}", key, v.dump(), own));
+  };
+  same_int("num_samples", data_.size());
+  same_int("batch_size", batch_size_);
+  same_bool("shuffle", shuffle_);
+  same_bool("drop_last", drop_last_);
+  const auto& e = j.at("epochs");
+  if (!e.is_number_integer() || e.get<std::int64_t>() < 0)
+    throw fail(fmt::format("'epochs' is {}; expected an integer >= 0", e.dump()));
+  epochs = e.get<std::int64_t>();
+  const auto& g = j.at("generator");
+  Generator::State s{};
+  bool ok = g.is_array() && g.size() == s.size();
+  for (std::size_t i = 0; ok && i < s.size(); ++i) {
+    ok = g[i].is_number_unsigned();
+    if (ok) s[i] = g[i].get<std::uint64_t>();
+  }
+  if (!ok) throw fail(fmt::format("'generator' is {}; expected 4 unsigned 64-bit integers", g.dump()));
+  if (s == Generator::State{}) throw fail("'generator' is all zeros (corrupted)");
+  return s;
+}
+
+void BatchIterator::check_state_dict(const nlohmann::json& state) const {
+  std::int64_t epochs;
+  parse_state(state, epochs);
+}
+
+void BatchIterator::load_state_dict(const nlohmann::json& state) {
+  std::int64_t epochs;
+  const Generator::State s = parse_state(state, epochs);
+  gen_.set_state(s);
+  epochs_ = epochs;
 }
 
 }  // namespace tapegrad::nn

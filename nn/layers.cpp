@@ -54,6 +54,10 @@ Tensor GELU::forward(const Tensor& x) { return gelu(x, approximate_); }
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   if (!(p >= 0.0 && p <= 1.0)) throw InvalidArgument(fmt::format("dropout: p = {}; expected 0 <= p <= 1", p));
+  // Checked in eval mode too, so the error does not depend on train()/eval().
+  if (!x.defined()) throw InvalidArgument("dropout: x is undefined");
+  if (!is_floating(x.dtype()))
+    throw InvalidArgument(fmt::format("dropout: x has dtype {}; expected float32 or float64", dtype_name(x.dtype())));
   if (!training || p == 0.0) return x;
   if (p == 1.0) return mul(x, 0.0);
   // m / (1 - p) with m ~ Bernoulli(1 - p): the expected value of the output is x.
@@ -110,6 +114,7 @@ MLP::MLP(const std::vector<std::int64_t>& sizes, const std::string& activation, 
     throw InvalidArgument(fmt::format("MLP: sizes has {} entries; expected at least 2 (inputs and outputs)",
                                       sizes.size()));
   make_activation(activation);  // validates the name before anything is built
+  check_layer_dtype("MLP", dtype);
   if (!(dropout_p >= 0.0 && dropout_p < 1.0))
     throw InvalidArgument(fmt::format("MLP: dropout = {}; expected 0 <= dropout < 1", dropout_p));
   for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {

@@ -174,4 +174,10 @@ void assign_value(Tensor& dst, const Tensor& src) {
   d.grad.reset();
 }
 
+void check_layer_dtype(const char* layer, DType dtype) {
+  if (!is_floating(dtype))
+    throw InvalidArgument(fmt::format("{}: dtype = {}; expected float32 or float64 (its parameters are trained by "
+                                      "gradients)", layer, dtype_name(dtype)));
+}
+
 }  // namespace tapegrad::nn

@@ -2,6 +2,7 @@
 #include "nn/optim.hpp"
 
 #include <cmath>
+#include <limits>
 #include <numbers>
 
 #include <fmt/format.h>
@@ -12,34 +13,74 @@
 namespace tapegrad::nn {
 namespace {
 
+// The checks the constructors make (throwing InvalidArgument), shared with load_state_dict
+// (throwing CheckpointError, `who` = "Adam state"), so a checkpoint cannot install options the
+// constructor would have refused.
+template <class E = InvalidArgument>
 void check_lr(const std::string& who, double lr) {
-  if (!(lr > 0) || !std::isfinite(lr))
-    throw InvalidArgument(fmt::format("{}: lr = {}; expected a finite lr > 0", who, lr));
+  if (!(lr > 0) || !std::isfinite(lr)) throw E(fmt::format("{}: lr = {}; expected a finite lr > 0", who, lr));
 }
 
 void check_lr_state(const std::string& who, double lr) {
+  // >= 0, not > 0: a schedule may have brought the lr to 0 (cosine annealing to eta_min = 0)
+  // when the checkpoint was written.
   if (!(lr >= 0) || !std::isfinite(lr))
     throw CheckpointError(fmt::format("{} state: lr = {}; expected a finite lr >= 0", who, lr));
 }
 
+template <class E = InvalidArgument>
 void check_nonneg(const std::string& who, const char* name, double v) {
-  if (!(v >= 0) || !std::isfinite(v))
-    throw InvalidArgument(fmt::format("{}: {} = {}; expected a finite value >= 0", who, name, v));
+  if (!(v >= 0) || !std::isfinite(v)) throw E(fmt::format("{}: {} = {}; expected a finite value >= 0", who, name, v));
 }
 
+template <class E = InvalidArgument>
 void check_beta(const std::string& who, const char* name, double b) {
-  if (!(b >= 0.0 && b < 1.0)) throw InvalidArgument(fmt::format("{}: {} = {}; expected 0 <= {} < 1", who, name, b, name));
+  if (!(b >= 0.0 && b < 1.0)) throw E(fmt::format("{}: {} = {}; expected 0 <= {} < 1", who, name, b, name));
+}
+
+template <class E = InvalidArgument>
+void check_sgd_options(const std::string& who, const SgdOptions& o) {
+  check_nonneg<E>(who, "momentum", o.momentum);
+  check_nonneg<E>(who, "dampening", o.dampening);
+  check_nonneg<E>(who, "weight_decay", o.weight_decay);
+  if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
+    throw E(fmt::format("{}: nesterov needs momentum > 0 and dampening = 0 (as in PyTorch); got momentum = {}, "
+                        "dampening = {}", who, o.momentum, o.dampening));
+}
+
+// eps > 0: with eps = 0 a weight whose gradient has been 0 so far divides 0 by 0.
+template <class E = InvalidArgument>
+void check_adam_options(const std::string& who, const AdamOptions& o) {
+  check_beta<E>(who, "beta1", o.beta1);
+  check_beta<E>(who, "beta2", o.beta2);
+  if (!(o.eps > 0) || !std::isfinite(o.eps))
+    throw E(fmt::format("{}: eps = {}; expected a finite eps > 0 (the update divides by sqrt(v) + eps)", who, o.eps));
+  check_nonneg<E>(who, "weight_decay", o.weight_decay.value_or(0.0));
+}
+
+// Every value finite (and >= 0 for second moments, which are means of squares): a NaN or an
+// infinity in an optimiser's state would spread into the weights at the next step.
+void check_state_values(const Tensor& t, const std::string& key, bool nonneg) {
+  if (!t.defined()) return;
+  dispatch_float(t.dtype(), [&]<class T>() {
+    const T* p = t.data<T>();
+    for (std::int64_t i = 0; i < t.numel(); ++i)
+      if (!std::isfinite(p[i]) || (nonneg && p[i] < 0))
+        throw CheckpointError(fmt::format("'{}': value {} = {}; expected finite values{}", key, i,
+                                          static_cast<double>(p[i]), nonneg ? " >= 0 (a second moment)" : ""));
+  });
 }
 
 // State tensors are stored per parameter index; an undefined one (no step yet) is null.
 nlohmann::json maybe_tensor(const Tensor& t) { return t.defined() ? tensor_to_json(t) : nlohmann::json(nullptr); }
 
-Tensor maybe_tensor_from(const nlohmann::json& j, const std::string& key, const Tensor& param) {
+Tensor maybe_tensor_from(const nlohmann::json& j, const std::string& key, const Tensor& param, bool nonneg = false) {
   if (j.is_null()) return Tensor();
   Tensor t = tensor_from_json(j, key);
   if (t.shape() != param.shape() || t.dtype() != param.dtype())
     throw CheckpointError(fmt::format("'{}': {} {} does not match its parameter {} {}", key, dtype_name(t.dtype()),
                                       t.shape(), dtype_name(param.dtype()), param.shape()));
+  check_state_values(t, key, nonneg);
   return t;
 }
 
@@ -59,7 +100,9 @@ double number_field(const nlohmann::json& j, const std::string& who, const char*
 const nlohmann::json& check_header(const nlohmann::json& j, const std::string& type, const std::vector<Tensor>& params) {
   const auto& t = field(j, type, "type");
   if (!t.is_string() || t.get<std::string>() != type)
-    throw CheckpointError(fmt::format("optimizer state is for '{}', not {}", t.dump(), type));
+    throw CheckpointError(fmt::format("optimizer state is for {}, not {} (load it into a {})",
+                                      t.is_string() ? t.get<std::string>() : t.dump(), type,
+                                      t.is_string() ? t.get<std::string>() : "matching optimizer"));
   const auto& state = field(j, type, "state");
   if (!state.is_array() || state.size() != params.size())
     throw CheckpointError(fmt::format("{} state: has {} parameter entries; this optimizer has {} parameters", type,
@@ -97,11 +140,7 @@ void Optimizer::set_lr(double lr) {
 
 // ---------------------------------------------------------------- SGD
 SGD::SGD(std::vector<Tensor> params, const SgdOptions& o) : Optimizer("SGD", std::move(params), o.lr), options_(o) {
-  check_nonneg("SGD", "momentum", o.momentum);
-  check_nonneg("SGD", "dampening", o.dampening);
-  check_nonneg("SGD", "weight_decay", o.weight_decay);
-  if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
-    throw InvalidArgument("SGD: nesterov needs momentum > 0 and dampening = 0 (as in PyTorch)");
+  check_sgd_options("SGD", o);
   momentum_buffer_.resize(params_.size());
 }
 
@@ -165,6 +204,7 @@ void SGD::load_state_dict(const nlohmann::json& j) {
   const auto& nesterov = field(j, "SGD", "nesterov");
   if (!nesterov.is_boolean()) throw CheckpointError("SGD state: 'nesterov' must be true or false");
   o.nesterov = nesterov.get<bool>();
+  check_sgd_options<CheckpointError>("SGD state", o);
   std::vector<Tensor> buffers;
   for (std::size_t i = 0; i < params_.size(); ++i)
     buffers.push_back(maybe_tensor_from(field(state[i], "SGD", "momentum_buffer"),
@@ -180,10 +220,9 @@ Adam::Adam(std::vector<Tensor> params, const AdamOptions& o) : Adam("Adam", std:
 
 Adam::Adam(std::string type_name, std::vector<Tensor> params, const AdamOptions& o, bool decoupled)
     : Optimizer(std::move(type_name), std::move(params), o.lr), options_(o), decoupled_(decoupled) {
-  check_beta(type_name_, "beta1", o.beta1);
-  check_beta(type_name_, "beta2", o.beta2);
-  check_nonneg(type_name_, "eps", o.eps);
-  check_nonneg(type_name_, "weight_decay", o.weight_decay);
+  check_adam_options(type_name_, o);
+  // PyTorch's defaults: Adam 0, AdamW 1e-2.
+  options_.weight_decay = o.weight_decay.value_or(decoupled ? 1e-2 : 0.0);
   step_.assign(params_.size(), 0);
   exp_avg_.resize(params_.size());
   exp_avg_sq_.resize(params_.size());
@@ -193,7 +232,7 @@ Adam::Adam(std::string type_name, std::vector<Tensor> params, const AdamOptions&
 AdamW::AdamW(std::vector<Tensor> params, const AdamOptions& o) : Adam("AdamW", std::move(params), o, true) {}
 
 void Adam::step() {
-  const double b1 = options_.beta1, b2 = options_.beta2, eps = options_.eps, wd = options_.weight_decay;
+  const double b1 = options_.beta1, b2 = options_.beta2, eps = options_.eps, wd = *options_.weight_decay;
   for (std::size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i];
     const Tensor g = p.grad();
@@ -247,7 +286,7 @@ nlohmann::json Adam::state_dict() const {
   j["beta1"] = options_.beta1;
   j["beta2"] = options_.beta2;
   j["eps"] = options_.eps;
-  j["weight_decay"] = options_.weight_decay;
+  j["weight_decay"] = *options_.weight_decay;
   j["amsgrad"] = options_.amsgrad;
   j["state"] = nlohmann::json::array();
   for (std::size_t i = 0; i < params_.size(); ++i)
@@ -266,13 +305,12 @@ void Adam::load_state_dict(const nlohmann::json& j) {
   check_lr_state(who, o.lr);
   o.beta1 = number_field(j, who, "beta1");
   o.beta2 = number_field(j, who, "beta2");
-  check_beta(who, "beta1", o.beta1);
-  check_beta(who, "beta2", o.beta2);
   o.eps = number_field(j, who, "eps");
   o.weight_decay = number_field(j, who, "weight_decay");
   const auto& ams = field(j, who, "amsgrad");
   if (!ams.is_boolean()) throw CheckpointError(fmt::format("{} state: 'amsgrad' must be true or false", who));
   o.amsgrad = ams.get<bool>();
+  check_adam_options<CheckpointError>(who + " state", o);
   std::vector<std::int64_t> steps;
   std::vector<Tensor> m, v, vmax;
   for (std::size_t i = 0; i < params_.size(); ++i) {
@@ -282,11 +320,17 @@ void Adam::load_state_dict(const nlohmann::json& j) {
       throw CheckpointError(fmt::format("{} state[{}].step is {}; expected an integer >= 0", who, i, st.dump()));
     steps.push_back(st.get<std::int64_t>());
     m.push_back(maybe_tensor_from(field(s, who, "exp_avg"), fmt::format("state[{}].exp_avg", i), params_[i]));
-    v.push_back(maybe_tensor_from(field(s, who, "exp_avg_sq"), fmt::format("state[{}].exp_avg_sq", i), params_[i]));
-    vmax.push_back(
-        maybe_tensor_from(field(s, who, "max_exp_avg_sq"), fmt::format("state[{}].max_exp_avg_sq", i), params_[i]));
+    v.push_back(
+        maybe_tensor_from(field(s, who, "exp_avg_sq"), fmt::format("state[{}].exp_avg_sq", i), params_[i], true));
+    vmax.push_back(maybe_tensor_from(field(s, who, "max_exp_avg_sq"), fmt::format("state[{}].max_exp_avg_sq", i),
+                                     params_[i], true));
     if (m.back().defined() != v.back().defined() || (o.amsgrad && m.back().defined() && !vmax.back().defined()))
       throw CheckpointError(fmt::format("{} state[{}]: moments are incomplete", who, i));
+    // A step creates the moments and counts itself: step = 0 with moments would divide by the
+    // bias correction 1 - beta^0 = 0.
+    if ((steps.back() > 0) != m.back().defined())
+      throw CheckpointError(fmt::format("{} state[{}]: step = {} {} moments; expected step >= 1 with moments and step "
+                                        "= 0 without", who, i, steps.back(), m.back().defined() ? "with" : "without"));
   }
   options_ = o;
   lr_ = o.lr;
@@ -334,28 +378,117 @@ double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, doubl
 }
 
 // ---------------------------------------------------------------- schedules
-StepLR::StepLR(Optimizer& opt, std::int64_t step_size, double gamma)
-    : opt_(opt), base_lr_(opt.lr()), step_size_(step_size), gamma_(gamma) {
-  if (step_size <= 0) throw InvalidArgument(fmt::format("StepLR: step_size = {}; expected > 0", step_size));
-  if (!(gamma > 0)) throw InvalidArgument(fmt::format("StepLR: gamma = {}; expected > 0", gamma));
+LRScheduler::LRScheduler(std::string type_name, Optimizer& opt)
+    : opt_(opt), base_lr_(opt.lr()), type_name_(std::move(type_name)), last_lr_(opt.lr()) {}
+
+void LRScheduler::step() {
+  ++epoch_;
+  last_lr_ = lr_at(epoch_);
+  opt_.set_lr(last_lr_);
 }
 
-void StepLR::step() {
-  ++epoch_;
-  opt_.set_lr(base_lr_ * std::pow(gamma_, static_cast<double>(epoch_ / step_size_)));
+nlohmann::json LRScheduler::state_dict() const {
+  // PyTorch's names; _step_count counts the step() calls including the constructor's.
+  nlohmann::json j;
+  j["type"] = type_name_;
+  j["last_epoch"] = epoch_;
+  j["_step_count"] = epoch_ + 1;
+  j["base_lrs"] = nlohmann::json::array({base_lr_});
+  j["_last_lr"] = nlohmann::json::array({last_lr_});
+  hyper_parameters_to(j);
+  return j;
+}
+
+void LRScheduler::check_state_dict(const nlohmann::json& state) { parse(state, false); }
+
+void LRScheduler::load_state_dict(const nlohmann::json& state) { parse(state, true); }
+
+void LRScheduler::parse(const nlohmann::json& j, bool commit) {
+  const std::string who = type_name_ + " state";
+  const auto& t = field(j, type_name_, "type");
+  if (!t.is_string() || t.get<std::string>() != type_name_)
+    throw CheckpointError(fmt::format("scheduler state is for {}, not {}", t.is_string() ? t.get<std::string>() : t.dump(),
+                                      type_name_));
+  const auto& e = field(j, type_name_, "last_epoch");
+  if (!e.is_number_integer() || e.get<std::int64_t>() < 0)
+    throw CheckpointError(fmt::format("{}: 'last_epoch' is {}; expected an integer >= 0", who, e.dump()));
+  const std::int64_t epoch = e.get<std::int64_t>();
+  const auto& sc = field(j, type_name_, "_step_count");
+  if (!sc.is_number_integer() || epoch == std::numeric_limits<std::int64_t>::max() || sc.get<std::int64_t>() != epoch + 1)
+    throw CheckpointError(fmt::format("{}: '_step_count' is {}; expected last_epoch + 1 = {}", who, sc.dump(), epoch + 1));
+  const auto& b = field(j, type_name_, "base_lrs");
+  if (!b.is_array() || b.size() != 1 || !b[0].is_number())
+    throw CheckpointError(fmt::format("{}: 'base_lrs' is {}; expected one number (one parameter group)", who, b.dump()));
+  const double base_lr = b[0].get<double>();
+  check_lr<CheckpointError>(who + ": base_lrs[0]", base_lr);
+  const auto& l = field(j, type_name_, "_last_lr");
+  if (!l.is_array() || l.size() != 1 || !l[0].is_number() || !(l[0].get<double>() >= 0) || !std::isfinite(l[0].get<double>()))
+    throw CheckpointError(fmt::format("{}: '_last_lr' is {}; expected one finite number >= 0", who, l.dump()));
+  hyper_parameters_from(j, base_lr, commit);
+  if (commit) {
+    epoch_ = epoch;
+    base_lr_ = base_lr;
+    last_lr_ = l[0].get<double>();
+  }
+}
+
+StepLR::StepLR(Optimizer& opt, std::int64_t step_size, double gamma)
+    : LRScheduler("StepLR", opt), step_size_(step_size), gamma_(gamma) {
+  if (step_size <= 0) throw InvalidArgument(fmt::format("StepLR: step_size = {}; expected > 0", step_size));
+  if (!(gamma > 0) || !std::isfinite(gamma)) throw InvalidArgument(fmt::format("StepLR: gamma = {}; expected a finite gamma > 0", gamma));
+}
+
+double StepLR::lr_at(std::int64_t epoch) const {
+  return base_lr_ * std::pow(gamma_, static_cast<double>(epoch / step_size_));
+}
+
+void StepLR::hyper_parameters_to(nlohmann::json& j) const {
+  j["step_size"] = step_size_;
+  j["gamma"] = gamma_;
+}
+
+void StepLR::hyper_parameters_from(const nlohmann::json& j, double, bool commit) {
+  const auto& s = field(j, "StepLR", "step_size");
+  if (!s.is_number_integer() || s.get<std::int64_t>() <= 0)
+    throw CheckpointError(fmt::format("StepLR state: 'step_size' is {}; expected an integer > 0", s.dump()));
+  const double gamma = number_field(j, "StepLR", "gamma");
+  if (!(gamma > 0) || !std::isfinite(gamma))
+    throw CheckpointError(fmt::format("StepLR state: gamma = {}; expected a finite gamma > 0", gamma));
+  if (commit) {
+    step_size_ = s.get<std::int64_t>();
+    gamma_ = gamma;
+  }
 }
 
 CosineAnnealingLR::CosineAnnealingLR(Optimizer& opt, std::int64_t t_max, double eta_min)
-    : opt_(opt), base_lr_(opt.lr()), t_max_(t_max), eta_min_(eta_min) {
+    : LRScheduler("CosineAnnealingLR", opt), t_max_(t_max), eta_min_(eta_min) {
   if (t_max <= 0) throw InvalidArgument(fmt::format("CosineAnnealingLR: T_max = {}; expected > 0", t_max));
   if (!(eta_min >= 0 && eta_min < base_lr_))
     throw InvalidArgument(fmt::format("CosineAnnealingLR: eta_min = {}; expected 0 <= eta_min < lr = {}", eta_min, base_lr_));
 }
 
-void CosineAnnealingLR::step() {
-  ++epoch_;
-  const double t = static_cast<double>(epoch_);  // PyTorch's closed form: it rises again after T_max
-  opt_.set_lr(eta_min_ + (base_lr_ - eta_min_) * (1 + std::cos(std::numbers::pi * t / static_cast<double>(t_max_))) / 2);
+double CosineAnnealingLR::lr_at(std::int64_t epoch) const {
+  const double t = static_cast<double>(epoch);  // PyTorch's closed form: it rises again after T_max
+  return eta_min_ + (base_lr_ - eta_min_) * (1 + std::cos(std::numbers::pi * t / static_cast<double>(t_max_))) / 2;
+}
+
+void CosineAnnealingLR::hyper_parameters_to(nlohmann::json& j) const {
+  j["T_max"] = t_max_;
+  j["eta_min"] = eta_min_;
+}
+
+void CosineAnnealingLR::hyper_parameters_from(const nlohmann::json& j, double base_lr, bool commit) {
+  const auto& t = field(j, "CosineAnnealingLR", "T_max");
+  if (!t.is_number_integer() || t.get<std::int64_t>() <= 0)
+    throw CheckpointError(fmt::format("CosineAnnealingLR state: 'T_max' is {}; expected an integer > 0", t.dump()));
+  const double eta_min = number_field(j, "CosineAnnealingLR", "eta_min");
+  if (!(eta_min >= 0 && eta_min < base_lr))
+    throw CheckpointError(fmt::format("CosineAnnealingLR state: eta_min = {}; expected 0 <= eta_min < base_lrs[0] = {}",
+                                      eta_min, base_lr));
+  if (commit) {
+    t_max_ = t.get<std::int64_t>();
+    eta_min_ = eta_min;
+  }
 }
 
 }  // namespace tapegrad::nn

@@ -14,6 +14,7 @@
 // State (momentum buffers, moments, step counts) saves and loads through state_dict() /
 // load_state_dict(), which checkpoints use; loading validates everything before changing anything.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -76,8 +77,10 @@ struct AdamOptions {
   double lr = 1e-3;
   double beta1 = 0.9;
   double beta2 = 0.999;
-  double eps = 1e-8;
-  double weight_decay = 0.0;  // Adam: L2 added to the gradient; AdamW: decoupled (default 1e-2 there)
+  double eps = 1e-8;  // > 0: the update divides by sqrt(v) + eps, and v starts at 0
+  // Adam: L2 added to the gradient; AdamW: decoupled. Unset means PyTorch's default for the
+  // optimiser: 0 for Adam, 1e-2 for AdamW. options() reports the value in use.
+  std::optional<double> weight_decay = std::nullopt;
   bool amsgrad = false;
 };
 
@@ -99,7 +102,7 @@ class Adam : public Optimizer {
   std::vector<Tensor> exp_avg_, exp_avg_sq_, max_exp_avg_sq_;
 };
 
-// AdamW: pass weight_decay explicitly (PyTorch's AdamW default is 1e-2; AdamOptions' is 0).
+// AdamW: weight_decay defaults to 1e-2, as torch.optim.AdamW (pass 0.0 for none).
 class AdamW : public Adam {
  public:
   AdamW(std::vector<Tensor> params, const AdamOptions& options);
@@ -112,33 +115,74 @@ double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, doubl
                        bool error_if_nonfinite = false);
 
 // Learning-rate schedules; call step() once per epoch, after the optimiser's step (PyTorch order).
-class StepLR {
+// state_dict() holds what PyTorch's holds ("last_epoch", "base_lrs", "_step_count", "_last_lr" and
+// the hyper-parameters), so a checkpoint resumes the schedule exactly (nn::save/load take one);
+// load_state_dict() validates everything (the checks the constructor makes, one base lr for our
+// one parameter group, _step_count = last_epoch + 1) before changing anything, and takes the
+// hyper-parameters from the state, as PyTorch's does.
+class LRScheduler {
  public:
-  StepLR(Optimizer& opt, std::int64_t step_size, double gamma = 0.1);  // lr = base * gamma^(epoch / step_size)
-  void step();
-  std::int64_t epoch() const { return epoch_; }
+  LRScheduler(std::string type_name, Optimizer& opt);
+  virtual ~LRScheduler() = default;
+  LRScheduler(const LRScheduler&) = delete;
+  LRScheduler& operator=(const LRScheduler&) = delete;
 
- private:
+  void step();  // epoch += 1, then the optimiser's lr = lr_at(epoch)
+  std::int64_t epoch() const { return epoch_; }  // PyTorch's last_epoch
+  double base_lr() const { return base_lr_; }    // the optimiser's lr when the schedule was built
+  const std::string& type_name() const { return type_name_; }
+
+  nlohmann::json state_dict() const;
+  void load_state_dict(const nlohmann::json& state);
+  // Throws CheckpointError if load_state_dict would; changes nothing (nn::load checks every
+  // entry of a checkpoint before it changes anything).
+  void check_state_dict(const nlohmann::json& state);
+
+ protected:
+  virtual double lr_at(std::int64_t epoch) const = 0;
+  virtual void hyper_parameters_to(nlohmann::json& j) const = 0;
+  // Reads and checks the hyper-parameters from `j` (with the base lr read from it); sets them
+  // only when `commit`.
+  virtual void hyper_parameters_from(const nlohmann::json& j, double base_lr, bool commit) = 0;
+
   Optimizer& opt_;
   double base_lr_;
-  std::int64_t step_size_;
-  double gamma_;
+
+ private:
+  void parse(const nlohmann::json& state, bool commit);
+
+  std::string type_name_;
   std::int64_t epoch_ = 0;
+  double last_lr_;  // the lr this schedule last set (PyTorch's _last_lr)
 };
 
-class CosineAnnealingLR {
+class StepLR : public LRScheduler {
+ public:
+  StepLR(Optimizer& opt, std::int64_t step_size, double gamma = 0.1);  // lr = base * gamma^(epoch / step_size)
+
+ protected:
+  double lr_at(std::int64_t epoch) const override;
+  void hyper_parameters_to(nlohmann::json& j) const override;
+  void hyper_parameters_from(const nlohmann::json& j, double base_lr, bool commit) override;
+
+ private:
+  std::int64_t step_size_;
+  double gamma_;
+};
+
+class CosineAnnealingLR : public LRScheduler {
  public:
   // lr = eta_min + (base - eta_min) (1 + cos(pi epoch / T_max)) / 2   (the closed form)
   CosineAnnealingLR(Optimizer& opt, std::int64_t t_max, double eta_min = 0.0);
-  void step();
-  std::int64_t epoch() const { return epoch_; }
+
+ protected:
+  double lr_at(std::int64_t epoch) const override;
+  void hyper_parameters_to(nlohmann::json& j) const override;
+  void hyper_parameters_from(const nlohmann::json& j, double base_lr, bool commit) override;
 
  private:
-  Optimizer& opt_;
-  double base_lr_;
   std::int64_t t_max_;
   double eta_min_;
-  std::int64_t epoch_ = 0;
 };
 
 }  // namespace tapegrad::nn

@@ -38,10 +38,21 @@ Tensor tensor_from_json(const nlohmann::json& j, const std::string& key) {
     if (!j.contains(field)) throw fail(fmt::format("missing field '{}'", field));
   const auto& js = j["shape"];
   if (!js.is_array() || js.size() > 4) throw fail("shape must be an array of at most 4 sizes");
+  // Sizes checked against the number of values as they are multiplied, so a shape such as
+  // [2^32, 2^32] cannot overflow the element count.
+  const auto& jv_count = j["values"];
+  const std::uint64_t n_values = jv_count.is_array() ? jv_count.size() : 0;
   std::vector<std::int64_t> dims;
+  std::uint64_t count = 1;
   for (const auto& d : js) {
-    if (!d.is_number_integer() || d.get<std::int64_t>() < 0) throw fail(fmt::format("shape {} has an invalid size", js.dump()));
-    dims.push_back(d.get<std::int64_t>());
+    if (!d.is_number_unsigned() || d.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+      throw fail(fmt::format("shape {} has an invalid size (expected integers >= 0)", js.dump()));
+    const std::uint64_t size = d.get<std::uint64_t>();
+    if (size == 0) count = 0;
+    else if (count > n_values / size)  // count * size > n_values, and no overflow in testing it
+      throw fail(fmt::format("has {} values for shape {} (more expected)", n_values, js.dump()));
+    else count *= size;
+    dims.push_back(static_cast<std::int64_t>(size));
   }
   const Shape shape(dims);
   if (!j["dtype"].is_string()) throw fail("dtype must be a string");
@@ -75,7 +86,9 @@ Tensor tensor_from_json(const nlohmann::json& j, const std::string& key) {
         if (!v.is_boolean()) throw fail(fmt::format("value {} is {}; expected true or false", i, v.dump()));
         p[i] = v.get<bool>();
       } else {
-        if (!v.is_number_integer()) throw fail(fmt::format("value {} is {}; expected an integer", i, v.dump()));
+        const bool fits = v.is_number_integer() &&
+                          !(v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<T>::max()));
+        if (!fits) throw fail(fmt::format("value {} is {}; expected an integer that fits in int64", i, v.dump()));
         p[i] = v.get<T>();
       }
     }

@@ -7,7 +7,13 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <set>
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "testing.hpp"
@@ -217,7 +223,7 @@ TEST_CASE("checkpoint: bad checkpoints are named and leave the model untouched",
   expect_failure(j, "not a tapegrad checkpoint");
   j = original;
   j["optimizer"]["type"] = "Adam";
-  expect_failure(j, "optimizer state is for '\"Adam\"', not SGD");
+  expect_failure(j, "optimizer state is for Adam, not SGD");
   j = original;
   j["optimizer"]["state"][1]["momentum_buffer"]["shape"] = {9};
   expect_failure(j, "state[1].momentum_buffer");
@@ -313,5 +319,444 @@ TEST_CASE("checkpoint: bad dropout streams are named and leave the model and its
   const auto third_streams = third.named_generators()[0].second->state();
   load(third, (dir / "plain.json").string());
   REQUIRE(third.named_generators()[0].second->state() == third_streams);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("checkpoint: every load failure is a CheckpointError naming the file and the key", "[nn][checkpoint][hardening]") {
+  const fs::path dir = temp_dir();
+  Generator gen(20);
+  MLP net({3, 4, 2}, "relu", gen, kFloat64, 0.5);  // Dropout layer "2": a random stream too
+  Adam opt(net.parameters(), {.lr = 0.01, .amsgrad = true});
+  backward(sum(net(ones({2, 3}, kFloat64))));
+  opt.step();
+  const std::string path = (dir / "c.json").string();
+  save(net, opt, path);
+  const std::string text = read_text(path);
+  const auto original = nlohmann::json::parse(text);
+
+  Generator gen2(21);
+  MLP target({3, 4, 2}, "relu", gen2, kFloat64, 0.5);
+  Adam target_opt(target.parameters(), {.lr = 0.02});
+  const auto before = bits(target);
+  const auto opt_before = target_opt.state_dict();
+  const auto stream_before = target.named_generators()[0].second->state();
+  const std::string bad = (dir / "bad.json").string();
+
+  // Raw text, because nlohmann cannot hold 1e400: the parser itself must not escape.
+  auto expect_text_failure = [&](const std::string& raw, const std::vector<std::string>& fragments) {
+    write_text(bad, raw);
+    INFO("text: " << raw.substr(0, 200));
+    try {
+      load(target, target_opt, bad);
+      FAIL("load did not throw");
+    } catch (const CheckpointError& e) {
+      const std::string what = e.what();
+      INFO("message: " << what);
+      REQUIRE_THAT(what, Contains("load: '" + bad + "'"));
+      for (const auto& f : fragments) REQUIRE_THAT(what, Contains(f));
+    }
+    REQUIRE(bits(target) == before);
+    REQUIRE(target_opt.state_dict() == opt_before);
+    REQUIRE(target.named_generators()[0].second->state() == stream_before);
+  };
+  auto expect_failure = [&](const nlohmann::json& j, const std::vector<std::string>& fragments) {
+    expect_text_failure(j.dump(), fragments);
+  };
+
+  // A number beyond double in the model values and in the optimiser's scalars.
+  {
+    auto j = original;
+    j["model"]["0.bias"]["values"][2] = 12345.0;
+    std::string raw = j.dump();
+    raw.replace(raw.find("12345.0"), 7, "1e400");
+    expect_text_failure(raw, {"0.bias", "1e400"});
+    j = original;
+    j["optimizer"]["eps"] = 12345.0;
+    raw = j.dump();
+    raw.replace(raw.find("12345.0"), 7, "-1e400");
+    expect_text_failure(raw, {"eps", "-1e400"});
+  }
+  // Versions that would truncate to 1, or are not an integer at all.
+  for (const char* v : {"1.5", "1e30", "-1", "\"1\"", "4294967297", "18446744073709551617", "1.0"}) {
+    std::string raw = original.dump();
+    const auto at = raw.find("\"version\":1");
+    REQUIRE(at != std::string::npos);
+    raw.replace(at, 11, std::string("\"version\":") + v);
+    expect_text_failure(raw, {"format version", "the integer 1"});
+  }
+  // Optimiser state that Adam's constructor would reject.
+  auto j = original;
+  j["optimizer"]["eps"] = -1e-8;
+  expect_failure(j, {"Adam", "eps = -1e-08"});
+  j["optimizer"]["eps"] = 0;
+  expect_failure(j, {"Adam", "eps = 0"});
+  j = original;
+  j["optimizer"]["lr"] = -0.5;
+  expect_failure(j, {"Adam", "lr = -0.5"});
+  j = original;
+  j["optimizer"]["beta2"] = 1.0;
+  expect_failure(j, {"Adam", "beta2 = 1"});
+  j = original;
+  j["optimizer"]["weight_decay"] = -0.1;
+  expect_failure(j, {"Adam", "weight_decay = -0.1"});
+  j = original;
+  j["optimizer"]["state"][0]["exp_avg_sq"]["values"][1] = -0.25;
+  expect_failure(j, {"state[0].exp_avg_sq", "-0.25", ">= 0"});
+  j = original;
+  j["optimizer"]["state"][1]["exp_avg_sq"]["values"][0] = "nan";
+  expect_failure(j, {"state[1].exp_avg_sq", "nan"});
+  j = original;
+  j["optimizer"]["state"][1]["max_exp_avg_sq"]["values"][0] = -1.0;
+  expect_failure(j, {"state[1].max_exp_avg_sq", ">= 0"});
+  j = original;
+  j["optimizer"]["state"][2]["exp_avg"]["values"][3] = "inf";
+  expect_failure(j, {"state[2].exp_avg", "inf", "finite"});
+  j = original;
+  j["optimizer"]["state"][2]["exp_avg"]["shape"] = {8, 1};
+  expect_failure(j, {"state[2].exp_avg", "[8, 1]", "[2, 4]"});
+  j = original;
+  j["optimizer"]["state"][0]["step"] = 0;  // moments without a step: bias correction 1 - b^0 = 0
+  expect_failure(j, {"state[0]", "step"});
+  j = original;
+  j["optimizer"]["state"][0]["step"] = 1.5;
+  expect_failure(j, {"state[0].step", "1.5"});
+  // A shape whose element count overflows, and an int64 value beyond int64.
+  j = original;
+  j["model"]["0.weight"]["shape"] = {4294967296, 4294967296};
+  expect_failure(j, {"0.weight", "shape"});
+  // SGD state with values its constructor rejects.
+  {
+    SGD sgd(net.parameters(), {.lr = 0.1, .momentum = 0.9});
+    save(net, sgd, path);
+    const auto s = nlohmann::json::parse(read_text(path));
+    SGD target_sgd(target.parameters(), {.lr = 0.1});
+    auto expect_sgd_failure = [&](const nlohmann::json& js, const std::string& fragment) {
+      write_text(bad, js.dump());
+      const auto sgd_before = target_sgd.state_dict();
+      REQUIRE_THROWS_WITH(load(target, target_sgd, bad), Contains("bad.json") && Contains(fragment));
+      REQUIRE(target_sgd.state_dict() == sgd_before);
+      REQUIRE(bits(target) == before);
+    };
+    auto k = s;
+    k["optimizer"]["momentum"] = -0.9;
+    expect_sgd_failure(k, "momentum = -0.9");
+    k = s;
+    k["optimizer"]["nesterov"] = true;
+    k["optimizer"]["dampening"] = 0.5;
+    expect_sgd_failure(k, "nesterov");
+    k = s;
+    backward(sum(net(ones({2, 3}, kFloat64))));
+    sgd.step();
+    save(net, sgd, path);
+    k = nlohmann::json::parse(read_text(path));
+    k["optimizer"]["state"][0]["momentum_buffer"]["values"][0] = "-inf";
+    expect_sgd_failure(k, "state[0].momentum_buffer");
+  }
+  // The optimiser-kind mismatch names both kinds once, without doubled quotes.
+  j = original;
+  j["optimizer"]["type"] = "SGD";
+  write_text(bad, j.dump());
+  try {
+    load(target, target_opt, bad);
+    FAIL("load did not throw");
+  } catch (const CheckpointError& e) {
+    const std::string what = e.what();
+    INFO(what);
+    REQUIRE_THAT(what, Contains("optimizer state is for SGD, not Adam"));
+    REQUIRE(what.find("'\"") == std::string::npos);
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("checkpoint: the next save removes temporaries left by a crashed save, and only those", "[nn][checkpoint][hardening]") {
+  const fs::path dir = temp_dir() / "stale";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string path = (dir / "m.json").string();
+  Generator gen(30);
+  MLP net({30, 64, 10}, "relu", gen);  // several write chunks
+  // A writer that dies in the middle of its save (after the first chunk), as a crash would.
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    nn::detail::checkpoint_write_hook = [](std::size_t written) {
+      if (written > 0) ::_exit(0);
+    };
+    save(net, path);
+    ::_exit(1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  auto listing = [&] {
+    std::set<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir)) names.insert(e.path().filename().string());
+    return names;
+  };
+  const auto after_crash = listing();
+  INFO("after the crash: " << fmt::format("{}", fmt::join(after_crash, " ")));
+  REQUIRE(after_crash.size() == 1);  // the half-written temporary, no m.json
+  REQUIRE(!fs::exists(path));
+  const std::string stale = *after_crash.begin();
+  REQUIRE_THAT(stale, Contains(".m.json.tmp."));
+
+  // Files the cleanup must leave alone: a live writer's temporary (this process's parent, which
+  // is running), the same pattern for another target, and names that only look similar.
+  const std::vector<std::string> keep = {fmt::format(".m.json.tmp.{}.AbC123", ::getppid()),
+                                         fmt::format(".other.json.tmp.{}.AbC123", child),
+                                         fmt::format(".m.json.tmp.{}.AbC12", child),
+                                         fmt::format(".m.json.tmp.{}x.AbC123", child),
+                                         fmt::format("m.json.tmp.{}.AbC123", child), "notes.txt"};
+  for (const auto& k : keep) write_text(dir / k, "x");
+
+  save(net, path);
+  std::set<std::string> expected(keep.begin(), keep.end());
+  expected.insert("m.json");
+  REQUIRE(listing() == expected);
+  Generator gen2(31);
+  MLP back({30, 64, 10}, "relu", gen2);
+  load(back, path);
+  REQUIRE(bits(back) == bits(net));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("checkpoint: save creates the file with mode 0666 & ~umask, as fopen does", "[nn][checkpoint][hardening]") {
+  const fs::path dir = temp_dir();
+  Generator gen(32);
+  MLP net({2, 3}, "relu", gen);
+  const mode_t old = ::umask(0);
+  for (mode_t mask : {mode_t{022}, mode_t{027}, mode_t{002}, mode_t{077}}) {
+    ::umask(mask);
+    const fs::path path = dir / fmt::format("m{:o}.json", mask);
+    save(net, path.string());
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    INFO("umask " << fmt::format("{:04o}", mask) << ": mode " << fmt::format("{:04o}", st.st_mode & 07777));
+    CHECK((st.st_mode & 07777) == (0666 & ~mask));
+    // Overwriting an existing checkpoint gives the same mode.
+    save(net, path.string());
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == (0666 & ~mask));
+  }
+  ::umask(old);
+  fs::remove_all(dir);
+}
+
+namespace {
+
+Dataset resume_data(DType dt) {
+  Generator gen(50);
+  const Tensor x = randn({36, 4}, gen, dt);
+  const Tensor y = randint(0, 3, {36}, gen);
+  return {x, y, {"a", "b", "c"}};
+}
+
+std::unique_ptr<LRScheduler> make_scheduler(int kind, Optimizer& opt) {
+  if (kind == 0) return std::make_unique<StepLR>(opt, 3, 0.5);
+  return std::make_unique<CosineAnnealingLR>(opt, 8, 1e-3);  // T_max < 20: it rises again, as PyTorch's
+}
+
+void run_epochs(Module& net, Optimizer& opt, LRScheduler& sched, BatchIterator& batches, int epochs) {
+  net.train();
+  for (int e = 0; e < epochs; ++e) {
+    for (const Dataset& b : batches.epoch()) {
+      opt.zero_grad();
+      backward(cross_entropy(net(b.features), b.labels));
+      opt.step();
+    }
+    sched.step();
+  }
+}
+
+double max_abs_diff(const Module& a, const Module& b) {
+  double d = 0;
+  const auto sa = a.state(), sb = b.state();
+  for (std::size_t i = 0; i < sa.size(); ++i) {
+    const auto va = sa[i].second.to_vector(), vb = sb[i].second.to_vector();
+    for (std::size_t k = 0; k < va.size(); ++k) d = std::max(d, std::abs(va[k] - vb[k]));
+  }
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("checkpoint: 10 + 10 epochs with a schedule, shuffling and dropout = 20 uninterrupted, bit for bit",
+          "[nn][checkpoint][hardening]") {
+  const fs::path dir = temp_dir() / "resume";
+  fs::create_directories(dir);
+  const std::string path = (dir / "r.json").string();
+  for (int kind = 0; kind < 2; ++kind) {
+    for (DType dt : {kFloat32, kFloat64}) {
+      const Dataset data = resume_data(dt);
+      const AdamOptions o{.lr = 0.02, .weight_decay = 0.05};
+
+      Generator g1(4);
+      MLP straight({4, 8, 3}, "gelu", g1, dt, 0.25);
+      AdamW opt_straight(straight.parameters(), o);
+      auto sched_straight = make_scheduler(kind, opt_straight);
+      BatchIterator it_straight(data, 8, true, 5);
+      run_epochs(straight, opt_straight, *sched_straight, it_straight, 20);
+
+      Generator g2(4);
+      MLP first({4, 8, 3}, "gelu", g2, dt, 0.25);
+      AdamW opt_first(first.parameters(), o);
+      auto sched_first = make_scheduler(kind, opt_first);
+      BatchIterator it_first(data, 8, true, 5);
+      run_epochs(first, opt_first, *sched_first, it_first, 10);
+      save(first, opt_first, path, {.scheduler = sched_first.get(), .batches = &it_first});
+
+      // Fresh objects: other weights, no optimiser state, the schedule at epoch 0, another shuffle seed.
+      Generator g3(99);
+      MLP resumed({4, 8, 3}, "gelu", g3, dt, 0.25);
+      AdamW opt_resumed(resumed.parameters(), o);
+      auto sched_resumed = make_scheduler(kind, opt_resumed);
+      BatchIterator it_resumed(data, 8, true, 77);
+      load(resumed, opt_resumed, path, {.scheduler = sched_resumed.get(), .batches = &it_resumed});
+      REQUIRE(sched_resumed->epoch() == 10);
+      REQUIRE(it_resumed.epochs() == 10);
+      run_epochs(resumed, opt_resumed, *sched_resumed, it_resumed, 10);
+      INFO(sched_straight->type_name() << " " << dtype_name(dt));
+      REQUIRE(bits(resumed) == bits(straight));
+      REQUIRE(opt_resumed.lr() == opt_straight.lr());
+      REQUIRE(sched_resumed->state_dict() == sched_straight->state_dict());
+      REQUIRE(it_resumed.state_dict() == it_straight.state_dict());
+
+      // What a resume was before schedules and iterators had state: the same load without them.
+      Generator g4(99);
+      MLP partial({4, 8, 3}, "gelu", g4, dt, 0.25);
+      AdamW opt_partial(partial.parameters(), o);
+      auto sched_partial = make_scheduler(kind, opt_partial);
+      BatchIterator it_partial(data, 8, true, 77);
+      load(partial, opt_partial, path);
+      run_epochs(partial, opt_partial, *sched_partial, it_partial, 10);
+      const double off = max_abs_diff(partial, straight);
+      INFO("without the schedule's and iterator's state the weights end up to " << off << " away");
+      REQUIRE(off > 1e-3);
+    }
+  }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("checkpoint: bad scheduler and iterator entries are named; nothing is modified", "[nn][checkpoint][hardening]") {
+  const fs::path dir = temp_dir() / "extras";
+  fs::create_directories(dir);
+  const std::string path = (dir / "e.json").string(), bad = (dir / "bad.json").string();
+  const Dataset data = resume_data(kFloat64);
+  Generator gen(60);
+  MLP net({4, 8, 3}, "relu", gen, kFloat64, 0.5);
+  Adam opt(net.parameters(), {.lr = 0.01});
+  StepLR sched(opt, 2, 0.5);
+  BatchIterator it(data, 8, true, 1);
+  run_epochs(net, opt, sched, it, 3);
+  save(net, opt, path, {.scheduler = &sched, .batches = &it});
+  const auto original = nlohmann::json::parse(read_text(path));
+  REQUIRE(original["scheduler"]["type"] == "StepLR");
+  REQUIRE(original["scheduler"]["last_epoch"] == 3);
+  REQUIRE(original["scheduler"]["_step_count"] == 4);
+  REQUIRE(original["scheduler"]["base_lrs"] == nlohmann::json::array({0.01}));
+  REQUIRE(original["batch_iterator"]["epochs"] == 3);
+
+  Generator gen2(61);
+  MLP target({4, 8, 3}, "relu", gen2, kFloat64, 0.5);
+  Adam target_opt(target.parameters(), {.lr = 0.01});
+  StepLR target_sched(target_opt, 2, 0.5);
+  CosineAnnealingLR target_cos(target_opt, 5);
+  BatchIterator target_it(data, 8, true, 2);
+  const auto before = bits(target);
+  const auto opt_before = target_opt.state_dict();
+  const auto sched_before = target_sched.state_dict();
+  const auto it_before = target_it.state_dict();
+  const auto stream_before = target.named_generators()[0].second->state();
+
+  auto expect_failure = [&](const nlohmann::json& j, const std::string& fragment, LRScheduler* s = nullptr) {
+    write_text(bad, j.dump());
+    INFO("expecting: " << fragment);
+    REQUIRE_THROWS_WITH(load(target, target_opt, bad, {.scheduler = s ? s : &target_sched, .batches = &target_it}),
+                        Contains("load: '" + bad + "'") && Contains(fragment));
+    REQUIRE(bits(target) == before);
+    REQUIRE(target_opt.state_dict() == opt_before);
+    REQUIRE(target_sched.state_dict() == sched_before);
+    REQUIRE(target_it.state_dict() == it_before);
+    REQUIRE(target.named_generators()[0].second->state() == stream_before);
+  };
+  expect_failure(original, "scheduler state is for StepLR, not CosineAnnealingLR", &target_cos);
+  auto j = original;
+  j["scheduler"]["last_epoch"] = -1;
+  expect_failure(j, "StepLR state: 'last_epoch' is -1");
+  j = original;
+  j["scheduler"]["_step_count"] = 7;
+  expect_failure(j, "'_step_count' is 7; expected last_epoch + 1 = 4");
+  j = original;
+  j["scheduler"]["base_lrs"] = {0.01, 0.02};
+  expect_failure(j, "'base_lrs' is [0.01,0.02]; expected one number");
+  j = original;
+  j["scheduler"]["base_lrs"] = {-0.01};
+  expect_failure(j, "base_lrs[0]: lr = -0.01");
+  j = original;
+  j["scheduler"]["gamma"] = 0;
+  expect_failure(j, "StepLR state: gamma = 0");
+  j = original;
+  j["scheduler"]["step_size"] = 0;
+  expect_failure(j, "StepLR state: 'step_size' is 0");
+  j = original;
+  j["scheduler"].erase("step_size");
+  expect_failure(j, "StepLR state: missing field 'step_size'");
+  j = original;
+  j["batch_iterator"]["num_samples"] = 35;
+  expect_failure(j, "BatchIterator state: 'num_samples' is 35; this iterator has 36");
+  j = original;
+  j["batch_iterator"]["batch_size"] = 4;
+  expect_failure(j, "BatchIterator state: 'batch_size' is 4; this iterator has 8");
+  j = original;
+  j["batch_iterator"]["shuffle"] = false;
+  expect_failure(j, "BatchIterator state: 'shuffle' is false");
+  j = original;
+  j["batch_iterator"]["epochs"] = -2;
+  expect_failure(j, "BatchIterator state: 'epochs' is -2");
+  j = original;
+  j["batch_iterator"]["generator"] = {0, 0, 0, 0};
+  expect_failure(j, "BatchIterator state: 'generator' is all zeros");
+  j = original;
+  j["batch_iterator"]["generator"] = {1, 2, 3};
+  expect_failure(j, "BatchIterator state: 'generator' is [1,2,3]");
+  j = original;  // a bad optimiser entry: the scheduler and the iterator are not touched either
+  j["optimizer"]["eps"] = -1;
+  expect_failure(j, "Adam state: eps = -1");
+
+  // A cosine schedule's own checks.
+  {
+    CosineAnnealingLR cos(opt, 5, 1e-3);  // base lr: the optimiser's lr now, 0.01 * 0.5
+    REQUIRE(cos.base_lr() == 0.005);
+    save(net, opt, path, {.scheduler = &cos});
+    auto c = nlohmann::json::parse(read_text(path));
+    c["scheduler"]["eta_min"] = 0.5;
+    write_text(bad, c.dump());
+    const auto cos_before = target_cos.state_dict();
+    REQUIRE_THROWS_WITH(load(target, target_opt, bad, {.scheduler = &target_cos}),
+                        Contains("CosineAnnealingLR state: eta_min = 0.5; expected 0 <= eta_min < base_lrs[0] = 0.005"));
+    c["scheduler"]["eta_min"] = 1e-3;
+    c["scheduler"]["T_max"] = 0;
+    write_text(bad, c.dump());
+    REQUIRE_THROWS_WITH(load(target, target_opt, bad, {.scheduler = &target_cos}),
+                        Contains("CosineAnnealingLR state: 'T_max' is 0"));
+    REQUIRE(target_cos.state_dict() == cos_before);
+    REQUIRE(bits(target) == before);
+  }
+
+  // A checkpoint without the entries loads as before and leaves the schedule and iterator as they are.
+  j = original;
+  j.erase("scheduler");
+  j.erase("batch_iterator");
+  write_text(bad, j.dump());
+  load(target, target_opt, bad, {.scheduler = &target_sched, .batches = &target_it});
+  REQUIRE(bits(target) == bits(net));
+  REQUIRE(target_sched.state_dict() == sched_before);
+  REQUIRE(target_it.state_dict() == it_before);
+  // And the full one restores them.
+  save(net, opt, path, {.scheduler = &sched, .batches = &it});
+  load(target, target_opt, path, {.scheduler = &target_sched, .batches = &target_it});
+  REQUIRE(target_sched.state_dict() == sched.state_dict());
+  REQUIRE(target_it.state_dict() == it.state_dict());
   fs::remove_all(dir);
 }

@@ -59,7 +59,7 @@ TEST_CASE("read_csv: errors name the file and line", "[nn][data]") {
   p = write_temp("e.csv", "2,2,a,b\n1,2,0\n1,2,1.5\n");
   REQUIRE_THROWS_WITH(read_csv(p.string()), Contains("e.csv:3") && Contains("label '1.5'"));
   p = write_temp("f.csv", "2,2,a,b\n1,2,0\n1,2,2\n");
-  REQUIRE_THROWS_WITH(read_csv(p.string()), Contains("label 2 is out of range for 2 classes"));
+  REQUIRE_THROWS_WITH(read_csv(p.string()), Contains("f.csv:3") && Contains("label '2' is not an integer in [0, 2)"));
   p = write_temp("g.csv", "3,2,a,b\n1,2,0\n1,2,1\n");
   REQUIRE_THROWS_WITH(read_csv(p.string()), Contains("declares 3 samples but the file has 2"));
   p = write_temp("h.csv", "2,2,a,b\n1,nan,0\n");
@@ -135,4 +135,62 @@ TEST_CASE("check_finite: names the batch, position and value", "[nn][data]") {
   REQUIRE_THROWS_WITH(check_finite(x, "x"), Contains("element [1, 1] is -inf"));
   x.set({1, 1}, 4.0);
   REQUIRE_NOTHROW(check_finite(x, "x"));
+}
+
+TEST_CASE("read_csv: labels and header counts that cannot be cast are errors with file:line, column and range",
+          "[nn][data][hardening]") {
+  // With a header: the label must be an integer in [0, number of class names).
+  auto p = write_temp("l1.csv", "2,2,a,b\n1,2,0\n1,2,inf\n");
+  REQUIRE_THROWS_WITH(read_csv(p.string()),
+                      Contains("l1.csv:3") && Contains("column 3") && Contains("'inf'") && Contains("[0, 2)"));
+  p = write_temp("l2.csv", "2,2,a,b\n1,2,0\n1,2,1e19\n");
+  REQUIRE_THROWS_WITH(read_csv(p.string()), Contains("l2.csv:3") && Contains("'1e19'") && Contains("[0, 2)"));
+  p = write_temp("l3.csv", "2,2,a,b\n1,2,5\n1,2,0\n");
+  REQUIRE_THROWS_WITH(read_csv(p.string()), Contains("l3.csv:2") && Contains("column 3") && Contains("[0, 2)"));
+  p = write_temp("l4.csv", "2,2,a,b\n1,2,-1\n1,2,0\n");
+  REQUIRE_THROWS_WITH(read_csv(p.string()), Contains("l4.csv:2") && Contains("'-1'"));
+  // Without a header: labels beyond int64, or infinite, are errors, not casts.
+  for (const char* label : {"inf", "1e19", "9.3e18", "nan", "-0.5"}) {
+    p = write_temp("l5.csv", fmt::format("1,2,0\n3,4,{}\n", label));
+    INFO(label);
+    REQUIRE_THROWS_WITH(read_csv(p.string()), Contains("l5.csv:2") && Contains("column 3") &&
+                                                  Contains(fmt::format("'{}'", label)));
+  }
+  // A huge label would make that many class names: bounded, and the bound is in the message.
+  p = write_temp("l6.csv", "1,2,0\n3,4,50000000\n");
+  REQUIRE_THROWS_WITH(read_csv(p.string()), Contains("l6.csv:2") && Contains("50000000") && Contains("1024") &&
+                                                Contains("header"));
+  // Labels up to the bound are fine: a small file may hold only a few of many classes.
+  p = write_temp("l7.csv", "1,2,0\n3,4,9\n");
+  REQUIRE(read_csv(p.string()).num_classes() == 10);
+  // Header counts that are not small integers.
+  for (const char* header : {"1e300,2,a,b", "nan,2,a,b", "2,nan,a,b", "2,1e300,a,b", "2.5,2,a,b", "2,inf,a,b"}) {
+    p = write_temp("h1.csv", fmt::format("{}\n1,2,0\n1,2,1\n", header));
+    INFO(header);
+    REQUIRE_THROWS_WITH(read_csv(p.string()), Contains("h1.csv:1") && Contains("header"));
+  }
+}
+
+TEST_CASE("stratified_split, BatchIterator and Standardizer reject inconsistent data", "[nn][data][hardening]") {
+  Dataset d = toy(4, 2);
+  // A label outside [0, num_classes) would silently vanish from every split.
+  Dataset bad = d;
+  bad.labels = from_vector(std::vector<std::int64_t>{0, 0, 0, 0, 1, 1, 1, 7}, Shape{8});
+  REQUIRE_THROWS_WITH(stratified_split(bad, 0.25, 0.25, 1),
+                      Contains("stratified_split") && Contains("labels[7] = 7") && Contains("2 classes"));
+  bad.labels = from_vector(std::vector<std::int64_t>{0, 0, 0, -1, 1, 1, 1, 1}, Shape{8});
+  REQUIRE_THROWS_WITH(stratified_split(bad, 0.25, 0.25, 1), Contains("labels[3] = -1"));
+  // Features and labels of different lengths.
+  Dataset uneven = d;
+  uneven.labels = from_vector(std::vector<std::int64_t>{0, 1, 0}, Shape{3});
+  REQUIRE_THROWS_WITH(BatchIterator(uneven, 2, true, 1),
+                      Contains("BatchIterator") && Contains("8 rows") && Contains("3 labels"));
+  REQUIRE_THROWS_WITH(stratified_split(uneven, 0.25, 0.25, 1), Contains("8 rows") && Contains("3 labels"));
+  // NaN and infinities would make every standardised value NaN.
+  Standardizer st;
+  REQUIRE_THROWS_WITH(st.fit(tensor({{1.0, 2.0}, {NAN, 3.0}}, kFloat64)),
+                      Contains("Standardizer::fit") && Contains("[1, 0]") && Contains("nan"));
+  REQUIRE_THROWS_WITH(st.fit(tensor({{1.0, INFINITY}, {2.0, 3.0}}, kFloat64)),
+                      Contains("Standardizer::fit") && Contains("[0, 1]") && Contains("inf"));
+  REQUIRE(st.mean().empty());  // nothing fitted
 }

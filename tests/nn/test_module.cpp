@@ -235,3 +235,34 @@ TEST_CASE("nn: bad input gets clear errors", "[nn][module]") {
   NoForward nf;
   REQUIRE_THROWS_WITH(nf(zeros({1})), Contains("Attention-like") && Contains("single tensor"));
 }
+
+TEST_CASE("nn: layers built with a non-floating dtype name the layer, before drawing anything", "[nn][layers][hardening]") {
+  for (DType dt : {kInt64, kBool}) {
+    Generator gen(40);
+    const auto state = gen.state();
+    const std::string name(dtype_name(dt));
+    INFO(name);
+    REQUIRE_THROWS_WITH(MultiheadAttention(4, 2, gen, {.dtype = dt}),
+                        Contains("MultiheadAttention") && Contains(name) && Contains("float32 or float64"));
+    REQUIRE_THROWS_WITH(TransformerBlock(4, 2, 8, gen, {.dtype = dt}),
+                        Contains("TransformerBlock") && Contains(name) && Contains("float32 or float64"));
+    REQUIRE_THROWS_WITH(Embedding(5, 3, gen, std::nullopt, dt),
+                        Contains("Embedding") && Contains(name) && Contains("float32 or float64"));
+    REQUIRE_THROWS_WITH(LearnedPositionalEncoding(5, 3, gen, dt),
+                        Contains("LearnedPositionalEncoding") && Contains(name) && Contains("float32 or float64"));
+    REQUIRE_THROWS_WITH(LayerNorm({3}, 1e-5, true, dt),
+                        Contains("LayerNorm") && Contains(name) && Contains("float32 or float64"));
+    REQUIRE_THROWS_WITH(MLP({3, 4, 2}, "relu", gen, dt), Contains("MLP") && Contains(name) && Contains("float32 or float64"));
+    REQUIRE_THROWS_WITH(Linear(3, 2, gen, true, dt), Contains("Linear") && Contains("float32 or float64"));
+    REQUIRE(gen.state() == state);  // nothing was drawn: the check comes first
+  }
+}
+
+TEST_CASE("dropout: a non-floating input names dropout", "[nn][layers][hardening]") {
+  Generator gen(41);
+  const Tensor ids = from_vector(std::vector<std::int64_t>{1, 2, 3}, Shape{3});
+  REQUIRE_THROWS_WITH(dropout(ids, 0.5, true, gen), Contains("dropout") && Contains("int64") && Contains("float32 or float64"));
+  Dropout layer(0.5, 1);
+  REQUIRE_THROWS_WITH(layer(ids), Contains("dropout") && Contains("int64"));
+  REQUIRE_THROWS_WITH(dropout(Tensor(), 0.5, true, gen), Contains("dropout") && Contains("undefined"));
+}

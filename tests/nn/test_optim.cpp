@@ -184,3 +184,31 @@ TEST_CASE("Optimisers: bad input", "[nn][optim]") {
   REQUIRE_THROWS_WITH(StepLR(*std::make_unique<SGD>(std::vector<Tensor>{p}, SgdOptions{.lr = 0.1}), 0),
                       Contains("step_size = 0"));
 }
+
+TEST_CASE("Adam and AdamW: eps must be finite and > 0", "[nn][optim][hardening]") {
+  Tensor p = param_with_grad({1}, {1});
+  for (double eps : {0.0, -1e-8, double(NAN), double(INFINITY)}) {
+    INFO(eps);
+    REQUIRE_THROWS_WITH(Adam({p}, {.eps = eps}), Contains("Adam") && Contains("eps = ") && Contains("eps > 0"));
+    REQUIRE_THROWS_WITH(AdamW({p}, {.eps = eps}), Contains("AdamW") && Contains("eps = ") && Contains("eps > 0"));
+  }
+  REQUIRE_THROWS_WITH(Adam({p}, {.lr = NAN}), Contains("Adam") && Contains("lr = nan"));
+  REQUIRE_THROWS_WITH(Adam({p}, {.beta1 = NAN}), Contains("beta1 = nan"));
+  REQUIRE_THROWS_WITH(AdamW({p}, {.weight_decay = -0.01}), Contains("AdamW") && Contains("weight_decay = -0.01"));
+}
+
+TEST_CASE("AdamW: weight_decay defaults to 0.01 as in PyTorch, Adam's to 0", "[nn][optim][hardening]") {
+  Tensor p = param_with_grad({0.5}, {0.2});
+  AdamW w({p}, {.lr = 0.1});
+  REQUIRE(w.options().weight_decay == 0.01);
+  REQUIRE(w.state_dict()["weight_decay"] == 0.01);
+  w.step();
+  // One step by hand: p *= 1 - lr wd, then p -= lr g / (|g| + eps) (bias-corrected first step).
+  const double x = 0.5 * (1 - 0.1 * 0.01) - 0.1 * 0.2 / (0.2 + 1e-8);
+  REQUIRE(p.item() == Approx(x).epsilon(1e-15));
+  Tensor q = param_with_grad({0.5}, {0.2});
+  Adam a({q}, {.lr = 0.1});
+  REQUIRE(a.options().weight_decay == 0.0);
+  AdamW explicit_zero({q}, {.lr = 0.1, .weight_decay = 0.0});
+  REQUIRE(explicit_zero.options().weight_decay == 0.0);
+}
