@@ -319,6 +319,11 @@ TEST_CASE("new ops: bad input throws, naming the op, the argument and the fix", 
                       Contains("linspace: dtype int64 is not supported (expected float32 or float64"));
   REQUIRE_THROWS_WITH(linspace(-1e39, 1e39, 3), Contains("linspace: start=-1e+39, end=1e+39 do not fit float32"));
   REQUIRE_THROWS_WITH(linspace(-3e38, 3e38, 3), Contains("do not fit float32"));
+  // Errors name the caller's line (the ops open a SiteScope with their SourceLocation).
+  REQUIRE_THROWS_WITH(gather(x, 1, idx({9}, {1, 1})), Contains("(called from ") && Contains("test_new_ops.cpp:"));
+  REQUIRE_THROWS_WITH(softplus(x, 0.0), Contains("test_new_ops.cpp:"));
+  REQUIRE_THROWS_WITH(leaky_relu(i64), Contains("test_new_ops.cpp:"));
+  REQUIRE_THROWS_WITH(sin(i64), Contains("test_new_ops.cpp:"));
 }
 
 TEST_CASE("new ops: the tape names them and inspect knows their VJPs", "[ops][new_ops][inspect]") {

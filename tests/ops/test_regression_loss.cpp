@@ -211,6 +211,10 @@ TEST_CASE("regression losses: bad input throws, naming the op, the argument and 
   REQUIRE_THROWS_WITH(smooth_l1_loss(a, a, Reduction::Mean, std::nan("")), Contains("smooth_l1_loss: beta = nan"));
   REQUIRE_THROWS_WITH(smooth_l1_loss(a, a, Reduction::Mean, std::numeric_limits<double>::infinity()),
                       Contains("smooth_l1_loss: beta = inf"));
+  // Errors name the caller's line (the ops open a SiteScope with their SourceLocation).
+  REQUIRE_THROWS_WITH(mse_loss(a, zeros({3}, kFloat64)), Contains("(called from ") && Contains("test_regression_loss.cpp:"));
+  REQUIRE_THROWS_WITH(l1_loss(a, zeros({3}, kFloat64)), Contains("test_regression_loss.cpp:"));
+  REQUIRE_THROWS_WITH(smooth_l1_loss(a, a, Reduction::Mean, -2.0), Contains("test_regression_loss.cpp:"));
 }
 
 TEST_CASE("regression losses: the tape names them and inspect knows their VJPs", "[ops][loss][regression_loss][inspect]") {
