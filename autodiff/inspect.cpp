@@ -252,6 +252,15 @@ std::string_view vjp_formula(std::string_view op) {
        "P = softmax(QKᵀ/√d); dV = Pᵀ g, dS = P ⊙ (g Vᵀ − ⟨g Vᵀ, P⟩), dQ = dS K / √d, dK = dSᵀ Q / √d"},
       {"clone", "dx = g"},
       {"to", "dx = g.to(x.dtype)"},
+      {"sin", "dx = g ⊙ cos(x)"},
+      {"cos", "dx = −g ⊙ sin(x)"},
+      {"softplus", "dx = g ⊙ σ(βx)  (g where βx > threshold)"},
+      {"leaky_relu", "dx = g ⊙ [x > 0] + s g ⊙ [x ≤ 0]"},
+      {"gather", "dx = scatter_add(0, dim, index, g)"},
+      {"scatter_add", "dx = g, dsrc = gather(g, dim, index)"},
+      {"mse_loss", "dx = 2 g (x − t) / N, dt = −dx"},
+      {"l1_loss", "dx = g sign(x − t) / N, dt = −dx"},
+      {"smooth_l1_loss", "dx = g clamp((x − t)/β, −1, 1) / N, dt = −dx"},
   };
   const auto it = table.find(op);
   return it == table.end() ? std::string_view{} : it->second;

@@ -366,6 +366,36 @@ Tensor arange(double start, double end, double step, DType dtype) {
   return t;
 }
 
+// PyTorch's kernel, in the output's precision: step = (end - start) / (steps - 1); the first half
+// counts up from start (start + i step), the second half down from end (end - (steps - 1 - i) step),
+// so both ends are exact and the values are symmetric.
+Tensor linspace(double start, double end, std::int64_t steps, DType dtype) {
+  if (steps < 0)
+    throw InvalidArgument(fmt::format("linspace: steps = {}; expected steps >= 0 (the number of values)", steps));
+  if (!std::isfinite(start) || !std::isfinite(end))
+    throw InvalidArgument(fmt::format("linspace: start={}, end={}; expected finite values", start, end));
+  if (!is_floating(dtype))
+    throw InvalidArgument(fmt::format("linspace: dtype {} is not supported (expected float32 or float64; use arange for "
+                                      "integer sequences)",
+                                      dtype_name(dtype)));
+  Tensor t = Tensor::empty(Shape{steps}, dtype);
+  dispatch_float(dtype, [&]<class T>() {
+    T* p = t.mutable_data<T>();
+    if (steps == 1) p[0] = static_cast<T>(start);
+    if (steps < 2) return;
+    const T s = static_cast<T>(start), e = static_cast<T>(end);
+    if (!std::isfinite(e - s))  // float32 overflow (|start|, |end| or their distance beyond 3.4e38)
+      throw InvalidArgument(fmt::format("linspace: start={}, end={} do not fit {} (end - start overflows); expected "
+                                        "values within its range, or dtype kFloat64",
+                                        start, end, dtype_name(dtype)));
+    const T step = (e - s) / static_cast<T>(steps - 1);
+    const std::int64_t half = steps / 2;
+    for (std::int64_t i = 0; i < steps; ++i)
+      p[i] = i < half ? s + step * static_cast<T>(i) : e - step * static_cast<T>(steps - 1 - i);
+  });
+  return t;
+}
+
 namespace {
 void check_random_dtype(const char* who, DType dtype) {
   if (!is_floating(dtype))

@@ -150,6 +150,10 @@ Tensor scalar_like(const Tensor& t, double value);  // rank 0, same dtype
 // [start, end) with step, as torch.arange; arange(5) is 0..4.
 Tensor arange(double end, DType dtype = kFloat32);
 Tensor arange(double start, double end, double step = 1.0, DType dtype = kFloat32);
+// steps evenly spaced values from start to end inclusive, as torch.linspace: steps >= 0; steps = 1
+// gives [start]; start and end finite. Float32/float64 only (PyTorch's integer linspace truncates
+// each value; use arange for integers). Like every factory, not differentiable.
+Tensor linspace(double start, double end, std::int64_t steps, DType dtype = kFloat32);
 Tensor rand(const Shape& shape, Generator& gen, DType dtype = kFloat32);   // U[0, 1)
 Tensor randn(const Shape& shape, Generator& gen, DType dtype = kFloat32);  // N(0, 1)
 Tensor randint(std::int64_t low, std::int64_t high, const Shape& shape, Generator& gen);  // int64 in [low, high)

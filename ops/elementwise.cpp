@@ -707,4 +707,66 @@ Tensor operator-(double a, const Tensor& b) { check_floating("sub", "b", b); ret
 Tensor operator*(double a, const Tensor& b) { return mul(b, a); }
 Tensor operator/(double a, const Tensor& b) { check_floating("div", "b", b); return div(scalar_like(b, a), b); }
 
+
+// ---- more unary ops (issue 11) ----
+
+Tensor sin(const Tensor& x, SourceLocation site) {
+  const SiteScope site_scope(site);
+  Tensor out = float_unary("sin", x, [](const auto& v) { return v.sin(); });
+  record("sin", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) { return Grads{mul(g, cos(in[0]))}; });
+  return out;
+}
+
+Tensor cos(const Tensor& x, SourceLocation site) {
+  const SiteScope site_scope(site);
+  Tensor out = float_unary("cos", x, [](const auto& v) { return v.cos(); });
+  record("cos", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) { return Grads{neg(mul(g, sin(in[0])))}; });
+  return out;
+}
+
+// softplus: z = beta x;  y = x where z > threshold, else (max(z, 0) + log1p(exp(-|z|))) / beta
+// (= log(1 + e^z) / beta without overflow).      dx = g sigmoid(z), g where z > threshold.
+// The VJP is tensor ops (sigmoid's own VJP gives the second derivative beta s (1 - s)); the mask
+// carries no gradient, as PyTorch's.
+Tensor softplus(const Tensor& x, double beta, double threshold, SourceLocation site) {
+  const SiteScope site_scope(site);
+  check_floating("softplus", "x", x);
+  if (std::isnan(beta) || std::isinf(beta) || beta == 0.0)
+    throw InvalidArgument(fmt::format("softplus: beta = {}; expected a finite, nonzero beta (softplus divides by it; "
+                                      "the default is 1)", beta));
+  if (std::isnan(threshold))
+    throw InvalidArgument(fmt::format("softplus: threshold = {}; expected a number (beta x above it is returned as x; "
+                                      "the default is 20)", threshold));
+  Tensor out = float_unary("softplus", x, [beta, threshold](const auto& v) {
+    using T = typename std::decay_t<decltype(v)>::Scalar;
+    return v.unaryExpr([b = static_cast<T>(beta), th = static_cast<T>(threshold)](T a) {
+      const T z = a * b;
+      if (z > th) return a;
+      return ((z > T(0) ? z : T(0)) + std::log1p(std::exp(-std::abs(z)))) / b;
+    });
+  });
+  record("softplus", {x}, out, [beta, threshold](const Tensor& g, const Tensor&, const InputList& in) {
+    const Tensor z = mul(in[0], beta);
+    return Grads{where(gt(z, threshold), g, mul(g, sigmoid(z)))};
+  });
+  return out;
+}
+
+// leaky_relu: y = x [x > 0] + s x [x <= 0];   dx = g [x > 0] + s g [x <= 0] (s at x = 0, as PyTorch).
+Tensor leaky_relu(const Tensor& x, double negative_slope, SourceLocation site) {
+  const SiteScope site_scope(site);
+  check_floating("leaky_relu", "x", x);
+  if (!std::isfinite(negative_slope))
+    throw InvalidArgument(fmt::format("leaky_relu: negative_slope = {}; expected a finite number (the default is 0.01)",
+                                      negative_slope));
+  Tensor out = float_unary("leaky_relu", x, [negative_slope](const auto& v) {
+    using T = typename std::decay_t<decltype(v)>::Scalar;
+    return (v > T(0)).select(v, v * static_cast<T>(negative_slope));
+  });
+  record("leaky_relu", {x}, out, [negative_slope](const Tensor& g, const Tensor&, const InputList& in) {
+    return Grads{where(gt(in[0], 0.0), g, mul(g, negative_slope))};
+  });
+  return out;
+}
+
 }  // namespace tapegrad

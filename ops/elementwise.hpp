@@ -93,4 +93,19 @@ Tensor operator-(double a, const Tensor& b);
 Tensor operator*(double a, const Tensor& b);
 Tensor operator/(double a, const Tensor& b);
 
+// ---- more unary ops (issue 11) ----
+Tensor sin(const Tensor& x, SourceLocation site = SourceLocation::current());       // dx = g cos(x)
+Tensor cos(const Tensor& x, SourceLocation site = SourceLocation::current());       // dx = -g sin(x)
+// softplus(x) = log(1 + exp(beta x)) / beta, and x itself where beta x > threshold (PyTorch's
+// linear region, which also avoids overflow).    dx = g sigmoid(beta x), g in the linear region.
+// beta may be negative (a soft minimum) and threshold any number, as in PyTorch; beta = 0 (a
+// division by zero: PyTorch returns inf) and NaN arguments are errors. Below the threshold the
+// value is computed as max(beta x, 0) + log1p(exp(-|beta x|)), which does not overflow for a large
+// threshold (PyTorch's log1p(exp(beta x)) gives inf there).
+Tensor softplus(const Tensor& x, double beta = 1.0, double threshold = 20.0, SourceLocation site = SourceLocation::current());
+// leaky_relu(x) = x for x > 0, negative_slope x otherwise.   dx = g [x > 0] + negative_slope g [x <= 0];
+// at x = 0 the gradient is negative_slope (PyTorch's convention). Any finite slope (negative too,
+// as PyTorch); a non-finite slope is an error.
+Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01, SourceLocation site = SourceLocation::current());
+
 }  // namespace tapegrad

@@ -888,4 +888,86 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
   return out;
 }
 
+
+// ---------------------------------------------------------------- mse_loss, l1_loss, smooth_l1_loss
+
+namespace {
+
+void check_pointwise_loss(const char* op, const Tensor& input, const Tensor& target, Reduction reduction) {
+  check_floating(op, "input", input);
+  check_floating(op, "target", target);
+  check_same_dtype(op, "input", input, "target", target);
+  check_not_batchmean(op, reduction);
+  if (input.shape() != target.shape())
+    throw InvalidArgument(fmt::format(
+        "{}: target of shape {} does not match input of shape {}; expected the same shape (tapegrad does not "
+        "broadcast a loss's target: PyTorch warns and broadcasts, which pairs the wrong elements; reshape or "
+        "broadcast_to explicitly if that is meant)",
+        op, target.shape(), input.shape()));
+}
+
+// A pointwise loss of d = input - target: `value` maps d (no graph) to the elementwise loss, `slope`
+// maps d (tensor ops, recorded under create_graph) to dl/dd.
+//   dinput = G slope(d)      dtarget = -G slope(d)      G = elementwise_scale(g)
+template <class Value, class Slope>
+Tensor pointwise_loss(const char* op, const Tensor& input, const Tensor& target, Reduction reduction, Value value,
+                      Slope slope) {
+  const double norm = elementwise_norm(input, reduction);
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    out = reduce_values(value(input.detach() - target.detach()), reduction, norm);
+  }
+  record(op, {input, target}, out, [reduction, norm, slope](const Tensor& g, const Tensor&, const InputList& in) {
+    Grads r;
+    r.resize(2);
+    if (reduction != Reduction::None && norm == 0) return r;  // no elements
+    const Tensor gi = elementwise_scale(g, reduction, norm) * slope(in[0] - in[1]);
+    if (in[0].requires_grad()) r[0] = gi;
+    if (in[1].requires_grad()) r[1] = -gi;
+    return r;
+  });
+  return out;
+}
+
+}  // namespace
+
+Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction, SourceLocation site) {
+  const SiteScope site_scope(site);
+  const char* op = "mse_loss";
+  check_pointwise_loss(op, input, target, reduction);
+  return pointwise_loss(
+      op, input, target, reduction, [](const Tensor& d) { return d * d; }, [](const Tensor& d) { return d * 2.0; });
+}
+
+Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction, SourceLocation site) {
+  const SiteScope site_scope(site);
+  const char* op = "l1_loss";
+  check_pointwise_loss(op, input, target, reduction);
+  return pointwise_loss(
+      op, input, target, reduction, [](const Tensor& d) { return abs(d); }, [](const Tensor& d) { return sign(d); });
+}
+
+Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction reduction, double beta, SourceLocation site) {
+  const SiteScope site_scope(site);
+  const char* op = "smooth_l1_loss";
+  check_pointwise_loss(op, input, target, reduction);
+  if (!(beta >= 0) || std::isinf(beta))
+    throw InvalidArgument(fmt::format(
+        "{}: beta = {}; expected a finite beta >= 0 (the width of the quadratic zone; 0 gives l1_loss, the default is 1)",
+        op, beta));
+  if (beta == 0.0)  // l1_loss, including its gradient 0 at d = 0
+    return pointwise_loss(
+        op, input, target, reduction, [](const Tensor& d) { return abs(d); }, [](const Tensor& d) { return sign(d); });
+  // |d| < beta: d^2 / (2 beta), slope d / beta;  otherwise |d| - beta / 2, slope sign(d). At |d| = beta
+  // both pieces agree in value and slope (+-1), so clamp(d / beta, -1, 1) is the slope everywhere.
+  return pointwise_loss(
+      op, input, target, reduction,
+      [beta](const Tensor& d) {
+        const Tensor a = abs(d);
+        return where(lt(a, beta), d * d * (0.5 / beta), a - 0.5 * beta);
+      },
+      [beta](const Tensor& d) { return clamp(d / beta, -1.0, 1.0); });
+}
+
 }  // namespace tapegrad

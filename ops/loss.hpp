@@ -103,4 +103,27 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
                                         const BceWithLogitsOptions& options = {},
              SourceLocation site = SourceLocation::current());
 
+
+// ---- regression losses (issue 11) ----
+// Pointwise losses of d = input - target, reduced as PyTorch: none (input's shape), mean (over all
+// elements, the default), sum. input and target must have the same shape and dtype: PyTorch warns
+// about differing sizes and broadcasts, which silently averages the wrong pairs (an [N, 1] input
+// with an [N] target gives an [N, N] loss); here it is an error. BatchMean is an error (kl_div
+// only). mean of no elements (empty tensors) is 0 with zero gradient (PyTorch: NaN), as kl_div.
+// Both input and target may require grad; dtarget = -dinput.
+//
+// mse_loss:        l = d^2                                    dinput = 2 d G
+// l1_loss:         l = |d|                                    dinput = sign(d) G   (0 at d = 0, PyTorch)
+// smooth_l1_loss:  l = d^2 / (2 beta)   where |d| < beta      dinput = clamp(d / beta, -1, 1) G
+//                  l = |d| - beta / 2   otherwise
+//   beta >= 0; beta = 0 is exactly l1_loss (gradient 0 at d = 0, as PyTorch 2.x, which dispatches
+//   to l1_loss; PyTorch 1.13's kernel gives -G at d = 0 for beta = 0). beta < 0 or NaN is an error.
+// G = g (none), g (sum), g / numel (mean).
+Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean,
+                SourceLocation site = SourceLocation::current());
+Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean,
+               SourceLocation site = SourceLocation::current());
+Tensor smooth_l1_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean,
+                      double beta = 1.0, SourceLocation site = SourceLocation::current());
+
 }  // namespace tapegrad

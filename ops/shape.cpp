@@ -448,4 +448,100 @@ Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& so
   return out;
 }
 
+
+// ---- gather / scatter_add ----
+
+namespace {
+
+// Checks index for gather/scatter_add against input (rank, dtype, sizes, values) and returns, for
+// each element of index in row-major order, the flat offset in input it addresses.
+std::vector<std::int64_t> gather_offsets(const char* op, const Tensor& input, int dim, const Tensor& index) {
+  check_defined(op, "index", index);
+  if (index.dtype() != kInt64)
+    throw InvalidArgument(fmt::format("{}: index has dtype {} (shape {}); expected int64 positions (use index.to(kInt64) "
+                                      "or from_vector(std::vector<std::int64_t>{{...}}, shape))",
+                                      op, dtype_name(index.dtype()), index.shape()));
+  if (index.dim() != input.dim())
+    throw InvalidArgument(fmt::format("{}: index has shape {} (rank {}) but input has shape {} (rank {}); expected index "
+                                      "of the same rank as input",
+                                      op, index.shape(), index.dim(), input.shape(), input.dim()));
+  const std::int64_t n = index.numel();
+  if (n == 0) return {};
+  for (int d = 0; d < input.dim(); ++d)
+    if (d != dim && index.size(d) > input.size(d))
+      throw InvalidArgument(fmt::format("{}: index of shape {} is larger than input of shape {} at dim {} ({} > {}); "
+                                        "expected index.size(d) <= input.size(d) for every d != dim ({})",
+                                        op, index.shape(), input.shape(), d, index.size(d), input.size(d), dim));
+  const std::int64_t size = input.dim() == 0 ? 1 : input.size(dim);
+  const auto in_st = contiguous_strides(input.shape());
+  const auto ix_st = contiguous_strides(index.shape());
+  const std::int64_t* pi = index.data<std::int64_t>();
+  std::vector<std::int64_t> off(static_cast<std::size_t>(n));
+  for (std::int64_t j = 0; j < n; ++j) {
+    const std::int64_t v = pi[j];
+    if (v < 0 || v >= size)
+      throw InvalidArgument(fmt::format("{}: index[{}] = {} is out of range for dim {} of input with shape {} (expected "
+                                        "0 <= index < {})",
+                                        op, fmt::join(unravel_index(index.shape(), j), ", "), v, dim, input.shape(),
+                                        size));
+    std::int64_t o = 0, rem = j;
+    for (int d = 0; d < index.dim(); ++d) {
+      const auto ud = static_cast<std::size_t>(d);
+      const std::int64_t c = rem / ix_st[ud];
+      rem %= ix_st[ud];
+      o += (d == dim ? v : c) * in_st[ud];
+    }
+    off[static_cast<std::size_t>(j)] = o;
+  }
+  return off;
+}
+
+}  // namespace
+
+// gather: out[j] = input[off[j]], off from index (gather_offsets).
+//   vjp   dinput = scatter_add(zeros(input.shape), dim, index, g)      saved: index
+Tensor gather(const Tensor& input, int dim, const Tensor& index, SourceLocation site) {
+  const SiteScope site_scope(site);
+  check_defined("gather", "input", input);
+  const int d = check_dim("gather", "input", input, dim);
+  const std::vector<std::int64_t> off = gather_offsets("gather", input, d, index);
+  Tensor out = Tensor::empty(index.shape(), input.dtype());
+  dispatch_all(input.dtype(), [&]<class T>() {
+    if (off.empty()) return;
+    const T* px = input.data<T>();
+    T* po = out.mutable_data<T>();
+    for (std::size_t j = 0; j < off.size(); ++j) po[j] = px[off[j]];
+  });
+  record("gather", {input}, out, [index, d, in = input.shape()](const Tensor& g, const Tensor&) {
+    return Grads{scatter_add(zeros(in, g.dtype()), d, index, g)};
+  });
+  return out;
+}
+
+// scatter_add: out = input; out[off[j]] += src[j].
+//   vjp   dinput = g      dsrc = gather(g, dim, index)      saved: index
+Tensor scatter_add(const Tensor& input, int dim, const Tensor& index, const Tensor& src, SourceLocation site) {
+  const SiteScope site_scope(site);
+  check_floating("scatter_add", "input", input);
+  check_floating("scatter_add", "src", src);
+  const DType dt = check_same_dtype("scatter_add", "input", input, "src", src);
+  const int d = check_dim("scatter_add", "input", input, dim);
+  const std::vector<std::int64_t> off = gather_offsets("scatter_add", input, d, index);
+  if (src.shape() != index.shape())
+    throw InvalidArgument(fmt::format("scatter_add: src has shape {} but index has shape {}; expected src of index's "
+                                      "shape (slice src to it)",
+                                      src.shape(), index.shape()));
+  Tensor out = input.contiguous_copy_detached();
+  dispatch_float(dt, [&]<class T>() {
+    if (off.empty()) return;
+    const T* ps = src.data<T>();
+    T* po = out.mutable_data<T>();
+    for (std::size_t j = 0; j < off.size(); ++j) po[off[j]] += ps[j];
+  });
+  record("scatter_add", {input, src}, out, [index, d](const Tensor& g, const Tensor&, const InputList& in) {
+    return Grads{in[0].requires_grad() ? g : Tensor(), in[1].requires_grad() ? gather(g, d, index) : Tensor()};
+  });
+  return out;
+}
+
 }  // namespace tapegrad

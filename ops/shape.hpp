@@ -33,4 +33,19 @@ Tensor index_select(const Tensor& x, int dim, const Tensor& index, SourceLocatio
 // index_select's and slice's VJPs are index_add into zeros, so their second derivatives work.
 Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& source, SourceLocation site = SourceLocation::current());
 
+
+// ---- gather / scatter_add (issue 11) ----
+// torch.gather: out has index's shape; along dim it reads input at index's value, elsewhere at the
+// same position:  out[i][j][k] = input[index[i][j][k]][j][k]  (dim = 0). index: int64 of input's
+// rank with index.size(d) <= input.size(d) for d != dim (unless index is empty, as PyTorch) and
+// 0 <= index < input.size(dim) (no negative wrap-around, as PyTorch). Any input dtype; the VJP
+//   dinput = scatter_add(zeros(input.shape), dim, index, g)     (repeated indices accumulate)
+// is itself recorded, so second derivatives work.
+Tensor gather(const Tensor& input, int dim, const Tensor& index, SourceLocation site = SourceLocation::current());
+// torch.scatter_add: out = input, then out[index[i][j][k]][j][k] += src[i][j][k] (dim = 0); floating.
+// index as for gather; src must have index's shape (PyTorch also accepts a larger src and uses only
+// its leading part; tapegrad asks for it to be sliced).   dinput = g    dsrc = gather(g, dim, index)
+Tensor scatter_add(const Tensor& input, int dim, const Tensor& index, const Tensor& src,
+                   SourceLocation site = SourceLocation::current());
+
 }  // namespace tapegrad

@@ -513,6 +513,125 @@ def bce_cases():
     write("binary_cross_entropy_with_logits.json", cases)
 
 
+# ---------------------------------------------------------------- issue 11: regression losses
+def regression_loss_cases():
+    """mse_loss, l1_loss, smooth_l1_loss (beta 1, 0.5, 2, 0): shapes rank 0-3, every reduction.
+    One case per loss puts exact kinks among the random values (d = 0 for l1, |d| = beta for
+    smooth_l1), where tapegrad and PyTorch use the same one-sided derivative. smooth_l1 with beta = 0
+    never has d = 0: PyTorch 1.13's kernel gives -g there, tapegrad 0 (as l1_loss and PyTorch 2.x)."""
+    rng = Rng(6)
+    specs = [("mse_loss", None), ("l1_loss", None), ("smooth_l1_loss", 1.0), ("smooth_l1_loss", 0.5),
+             ("smooth_l1_loss", 2.0), ("smooth_l1_loss", 0.0)]
+    shapes = [("NC", [4, 3]), ("rank1", [5]), ("rank3", [2, 3, 2]), ("rank0", []), ("one", [1])]
+    files = {"mse_loss": [], "l1_loss": [], "smooth_l1_loss": []}
+    for dtype_name, dt in DTYPES.items():
+        for op, beta in specs:
+            for tag, shape in (shapes if dtype_name == "float64" else shapes[:2]):
+                for kinks in ((False, True) if tag == "NC" and beta != 0.0 else (False,)):
+                    for reduction in REDUCTIONS:
+                        x = rng.randn(shape, F64, 1.5)
+                        t = rng.randn(shape, F64, 1.5)
+                        if kinks:  # exact: d = 0 at [0, 0]; d = beta and -beta at [0, 1], [1, 1]
+                            x[0, 0], t[0, 0] = 0.75, 0.75
+                            if beta is not None:
+                                x[0, 1], t[0, 1] = 0.5, 0.5 - beta
+                                x[1, 1], t[1, 1] = -0.25, beta - 0.25
+                        tensors = {"input": x.to(dt), "target": t.to(dt)}
+                        options = {"reduction": reduction}
+                        if beta is None:
+                            fn = (lambda input, target, r=reduction, f=getattr(F, op): f(input, target, reduction=r))
+                            name = f"{op}/{dtype_name}/{tag}/{reduction}"
+                        else:
+                            options["beta"] = beta
+                            fn = (lambda input, target, r=reduction, b=beta:
+                                  F.smooth_l1_loss(input, target, reduction=r, beta=b))
+                            name = f"{op}/{dtype_name}/{tag}/beta{beta:g}/{reduction}"
+                        if kinks:
+                            name += "/kinks"
+                        loss_case(files[op], name, op, dtype_name, options, fn, tensors, ["input", "target"],
+                                  reduction, rng)
+    for op, cases in files.items():
+        write(f"{op}.json", cases)
+
+
+# ---------------------------------------------------------------- issue 11: sin, cos, softplus, leaky_relu
+def unary_cases():
+    """Random inputs of rank 0-3 with a random upstream gradient; softplus around and exactly at its
+    threshold (beta x = threshold is the log1p branch in both), leaky_relu with exact zeros (gradient
+    negative_slope there in both)."""
+    rng = Rng(7)
+    files = {"sin": [], "cos": [], "softplus": [], "leaky_relu": []}
+    shapes = [("rank1", [6]), ("NC", [3, 4]), ("rank3", [2, 3, 2]), ("rank0", [])]
+    variants = {
+        "sin": [({}, lambda input: torch.sin(input), 3.0)],
+        "cos": [({}, lambda input: torch.cos(input), 3.0)],
+        "softplus": [({"beta": b, "threshold": th}, (lambda input, b=b, th=th: F.softplus(input, b, th)), sc)
+                     for b, th, sc in ((1.0, 20.0, 8.0), (1.0, 20.0, 30.0), (2.0, 1.0, 1.5), (-1.5, 20.0, 4.0),
+                                       (0.5, 2.0, 6.0))],
+        "leaky_relu": [({"negative_slope": s}, (lambda input, s=s: F.leaky_relu(input, s)), 2.0)
+                       for s in (0.01, 0.2, -0.5)],
+    }
+    for dtype_name, dt in DTYPES.items():
+        for op, vs in variants.items():
+            for options, fn, scale in vs:
+                for tag, shape in (shapes if dtype_name == "float64" else shapes[:2]):
+                    x = rng.randn(shape, F64, scale)
+                    if tag == "rank1" and op == "softplus":  # exactly at the threshold, and just above it
+                        b, th = options["beta"], options["threshold"]
+                        x[0], x[1] = th / b, th / b + 0.5 / abs(b)
+                    if tag == "rank1" and op == "leaky_relu":
+                        x[0] = 0.0
+                    opt_tag = "/".join(f"{k}{v:g}" for k, v in options.items())
+                    name = f"{op}/{dtype_name}/{tag}" + (f"/{opt_tag}" if opt_tag else "") + f"/scale{scale:g}"
+                    make_case(files[op], name, op, dtype_name, options, fn, {"input": x.to(dt)}, ["input"], "random",
+                              rng)
+    for op, cases in files.items():
+        write(f"{op}.json", cases)
+
+
+# ---------------------------------------------------------------- issue 11: gather, scatter_add
+def gather_cases():
+    """torch.gather and torch.scatter_add over ranks 0-4, every dim, indices with repeats, index
+    smaller than the input in other dims and larger along dim (gather)."""
+    rng = Rng(8)
+    gather, scatter = [], []
+    shapes = [([5], 0, [7]), ([3, 4], 0, [2, 4]), ([3, 4], 1, [3, 6]), ([3, 4], -1, [2, 2]),
+              ([2, 3, 4], 1, [1, 3, 2]), ([2, 3, 4], 2, [2, 2, 5]), ([2, 1, 3, 2], 2, [2, 1, 4, 1]), ([], 0, []),
+              ([1], 0, [3])]
+    for dtype_name, dt in DTYPES.items():
+        for xs, dim, ishape in (shapes if dtype_name == "float64" else shapes[:3]):
+            tag = "x{}_dim{}_index{}".format("x".join(map(str, xs)) or "scalar", dim, "x".join(map(str, ishape)) or "scalar")
+            size = xs[dim] if xs else 1
+            index = rng.randint(0, size, ishape)
+            x = rng.randn(xs, F64).to(dt)
+            make_case(gather, f"gather/{dtype_name}/{tag}", "gather", dtype_name, {"dim": dim},
+                      (lambda input, index, d=dim: torch.gather(input, d, index)), {"input": x, "index": index},
+                      ["input"], "random", rng)
+            src = rng.randn(ishape, F64).to(dt)
+            make_case(scatter, f"scatter_add/{dtype_name}/{tag}", "scatter_add", dtype_name, {"dim": dim},
+                      (lambda input, index, src, d=dim: torch.scatter_add(input, d, index, src)),
+                      {"input": rng.randn(xs, F64).to(dt), "index": index, "src": src}, ["input", "src"], "random",
+                      rng)
+    write("gather.json", gather)
+    write("scatter_add.json", scatter)
+
+
+# ---------------------------------------------------------------- issue 11: linspace
+def linspace_cases():
+    """torch.linspace values (a factory: no gradient): steps 0, 1, 2, odd and even, decreasing,
+    equal ends, large and tiny ranges."""
+    cases = []
+    params = [(0.0, 1.0, 5), (-1.0, 2.0, 4), (1.0, 0.0, 3), (3.0, 3.0, 3), (2.0, 5.0, 1), (0.0, 1.0, 0), (-7.5, 7.5, 2),
+              (0.0, 1.0, 11), (-3.0, 10.0, 100), (1e-3, 2e-3, 7), (-1e6, 1e6, 33), (0.1, -0.3, 10)]
+    for dtype_name, dt in DTYPES.items():
+        for start, end, steps in params:
+            out = torch.linspace(start, end, steps, dtype=dt)
+            cases.append({"name": f"linspace/{dtype_name}/{start:g}_{end:g}_{steps}", "op": "linspace",
+                          "dtype": dtype_name, "options": {"start": start, "end": end, "steps": steps},
+                          "output": enc(out)})
+    write("linspace.json", cases)
+
+
 def main():
     torch.manual_seed(0)
     check_lse_formula()
@@ -521,6 +640,10 @@ def main():
     nll_loss_cases()
     kl_div_cases()
     bce_cases()
+    regression_loss_cases()
+    unary_cases()
+    gather_cases()
+    linspace_cases()
 
 
 if __name__ == "__main__":

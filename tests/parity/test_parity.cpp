@@ -102,10 +102,30 @@ Tensor run_loss(const std::string& op, const json& c, const std::map<std::string
 
 using OpRunner = Tensor (*)(const std::string& op, const json& c, const std::map<std::string, Tensor>& t);
 
+// The ops of issue 11 (regression losses, sin, cos, softplus, leaky_relu, gather, scatter_add).
+Tensor run_new_op(const std::string& op, const json& c, const std::map<std::string, Tensor>& t) {
+  const json& o = c.at("options");
+  const Tensor& input = t.at("input");
+  if (op == "mse_loss" || op == "l1_loss" || op == "smooth_l1_loss") {
+    const Tensor& target = t.at("target");
+    const Reduction reduction = parse_reduction(o.at("reduction").get<std::string>());
+    if (op == "mse_loss") return mse_loss(input, target, reduction);
+    if (op == "l1_loss") return l1_loss(input, target, reduction);
+    return smooth_l1_loss(input, target, reduction, o.at("beta").get<double>());
+  }
+  if (op == "sin") return sin(input);
+  if (op == "cos") return cos(input);
+  if (op == "softplus") return softplus(input, o.at("beta").get<double>(), o.at("threshold").get<double>());
+  if (op == "leaky_relu") return leaky_relu(input, o.at("negative_slope").get<double>());
+  if (op == "gather") return gather(input, opt_int(c, "dim"), t.at("index"));
+  if (op == "scatter_add") return scatter_add(input, opt_int(c, "dim"), t.at("index"), t.at("src"));
+  throw std::runtime_error("fixture: unknown op \"" + op + "\"");
+}
+
 // The case's tensors by fixture name, fresh leaves; those with an expected gradient require grad.
 std::map<std::string, Tensor> make_inputs(const json& c) {
   std::map<std::string, Tensor> t;
-  for (const char* key : {"input", "target", "weight", "pos_weight", "temperature"})
+  for (const char* key : {"input", "target", "weight", "pos_weight", "temperature", "index", "src"})
     if (c.contains(key)) t[key] = to_tensor(c.at(key));
   for (const auto& [key, _] : c.at("grads").items()) {
     if (!t.count(key)) throw std::runtime_error("fixture has a gradient for \"" + key + "\" but no such tensor");
@@ -169,7 +189,11 @@ const std::set<std::string> kKnownFixtures = {"softmax.json",       "log_softmax
                                                "cross_entropy.json", "nll_loss.json",    "kl_div.json",
                                                "binary_cross_entropy_with_logits.json",
                                                "nn_modules.json",    "nn_optim.json",
-                                               "nn_attention.json"};  // test_parity_nn.cpp
+                                               "nn_attention.json",  // test_parity_nn.cpp
+                                               "mse_loss.json",      "l1_loss.json",     "smooth_l1_loss.json",
+                                               "sin.json",           "cos.json",         "softplus.json",
+                                               "leaky_relu.json",    "gather.json",      "scatter_add.json",
+                                               "linspace.json"};
 
 }  // namespace
 
@@ -211,4 +235,37 @@ TEST_CASE("parity: kl_div matches PyTorch", "[parity][loss]") { run_file("kl_div
 
 TEST_CASE("parity: binary_cross_entropy_with_logits matches PyTorch", "[parity][loss]") {
   run_file("binary_cross_entropy_with_logits.json", "binary_cross_entropy_with_logits", run_loss);
+}
+
+TEST_CASE("parity: mse_loss, l1_loss and smooth_l1_loss match PyTorch", "[parity][loss][regression_loss]") {
+  run_file("mse_loss.json", "mse_loss", run_new_op);
+  run_file("l1_loss.json", "l1_loss", run_new_op);
+  run_file("smooth_l1_loss.json", "smooth_l1_loss", run_new_op);
+}
+
+TEST_CASE("parity: sin, cos, softplus and leaky_relu match PyTorch", "[parity][new_ops]") {
+  for (const char* op : {"sin", "cos", "softplus", "leaky_relu"}) run_file(std::string(op) + ".json", op, run_new_op);
+}
+
+TEST_CASE("parity: gather and scatter_add match PyTorch", "[parity][new_ops][gather]") {
+  run_file("gather.json", "gather", run_new_op);
+  run_file("scatter_add.json", "scatter_add", run_new_op);
+}
+
+TEST_CASE("parity: linspace matches PyTorch", "[parity][new_ops][linspace]") {
+  const std::vector<json> cases = load_cases("linspace.json");
+  for (const json& c : cases) {
+    REQUIRE(c.at("op").get<std::string>() == "linspace");
+    const json& o = c.at("options");
+    std::string why;
+    try {
+      const Tensor out = linspace(o.at("start").get<double>(), o.at("end").get<double>(), o.at("steps").get<std::int64_t>(),
+                                  parse_dtype(c.at("dtype").get<std::string>()));
+      compare("output", out, c.at("output"), why);
+    } catch (const std::exception& e) {
+      why += fmt::format("  threw: {}\n", e.what());
+    }
+    INFO(c.at("name").get<std::string>() << ":\n" << why);
+    CHECK(why.empty());
+  }
 }
