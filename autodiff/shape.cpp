@@ -2,35 +2,46 @@
 #include "autodiff/shape.hpp"
 
 #include "autodiff/error.hpp"
+#include "autodiff/site.hpp"
+
+#include <fmt/ranges.h>
 
 namespace tapegrad {
 
 namespace {
+template <class Sizes>
+[[noreturn]] void bad_sizes(const Sizes& sizes, const SourceLocation& site, const char* why) {
+  // The user's line, when the list was written outside tapegrad (a default SourceLocation has none).
+  const std::optional<SiteScope> scope = site.line() ? std::optional<SiteScope>(std::in_place, site) : std::nullopt;
+  throw InvalidArgument(fmt::format("Shape {{{}}}: {}", fmt::join(sizes, ", "), why));
+}
+template <class Sizes>
+void check_sizes(const Sizes& sizes, const SourceLocation& site) {
+  if (sizes.size() > static_cast<std::size_t>(kMaxRank))
+    bad_sizes(sizes, site,
+              fmt::format("{} dims, but tapegrad tensors have rank 0 to {} (reshape to fewer dims)", sizes.size(), kMaxRank)
+                  .c_str());
+  for (auto s : sizes)
+    if (s < 0) bad_sizes(sizes, site, fmt::format("size {} is negative (expected sizes >= 0)", s).c_str());
+}
 [[noreturn]] void too_many_dims(std::size_t n) {
   throw InvalidArgument(fmt::format(
-      "tensor: {} dims requested, but tapegrad tensors have rank 0 to {} (reshape to fewer dims)", n,
+      "Shape: {} dims requested, but tapegrad tensors have rank 0 to {} (reshape to fewer dims)", n,
       kMaxRank));
 }
 void check_size(std::int64_t s) {
-  if (s < 0)
-    throw InvalidArgument(fmt::format("tensor: size {} is negative (expected sizes >= 0)", s));
+  if (s < 0) throw InvalidArgument(fmt::format("Shape: size {} is negative (expected sizes >= 0)", s));
 }
 }  // namespace
 
-Shape::Shape(std::initializer_list<std::int64_t> sizes) {
-  if (sizes.size() > kMaxRank) too_many_dims(sizes.size());
-  for (auto s : sizes) {
-    check_size(s);
-    d_[static_cast<std::size_t>(rank_++)] = s;
-  }
+Shape::Shape(std::initializer_list<std::int64_t> sizes, SourceLocation site) {
+  check_sizes(sizes, site);
+  for (auto s : sizes) d_[static_cast<std::size_t>(rank_++)] = s;
 }
 
 Shape::Shape(const std::vector<std::int64_t>& sizes) {
-  if (sizes.size() > kMaxRank) too_many_dims(sizes.size());
-  for (auto s : sizes) {
-    check_size(s);
-    d_[static_cast<std::size_t>(rank_++)] = s;
-  }
+  check_sizes(sizes, SourceLocation());
+  for (auto s : sizes) d_[static_cast<std::size_t>(rank_++)] = s;
 }
 
 std::int64_t Shape::numel() const {

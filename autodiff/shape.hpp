@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "autodiff/source_location.hpp"
+
 namespace tapegrad {
 
 inline constexpr int kMaxRank = 4;
@@ -17,7 +19,10 @@ inline constexpr int kMaxRank = 4;
 class Shape {
  public:
   Shape() = default;
-  Shape(std::initializer_list<std::int64_t> sizes);
+  // A braced list: Shape{2, 3}, or {2, 3} where a Shape is expected. More than 4 sizes or a negative
+  // size throws InvalidArgument naming the sizes and the caller's line (the op they were meant for
+  // is not called yet).
+  Shape(std::initializer_list<std::int64_t> sizes, SourceLocation site = SourceLocation::current());
   explicit Shape(const std::vector<std::int64_t>& sizes);
 
   int rank() const { return rank_; }

@@ -126,7 +126,17 @@ Tensor& Tensor::retain_grad() {
   return *this;
 }
 
-Tensor Tensor::grad() const { return impl().grad ? Tensor(impl().grad) : Tensor(); }
+Tensor Tensor::grad() const {
+  const TensorImpl& t = impl();
+  if (t.grad) return Tensor(t.grad);
+  // PyTorch returns None here with a warning; an undefined tensor would pass silently until used.
+  if (t.node_id != 0 && t.requires_grad && !t.retains_grad)
+    throw RuntimeError(fmt::format(
+        "grad: this tensor is the output of '{}', a non-leaf; backward does not keep a non-leaf's gradient "
+        "unless retain_grad() is called on it before backward",
+        t.op ? t.op : "?"));
+  return Tensor();
+}
 
 void Tensor::set_grad(const Tensor& g) {
   if (!g.defined()) {

@@ -60,7 +60,10 @@ class Tensor {
   bool requires_grad() const { return defined() && impl_->requires_grad; }
   Tensor& requires_grad_(bool on = true);  // leaves only, floating dtypes only
   bool is_leaf() const { return impl().node_id == 0; }
-  Tensor grad() const;                     // undefined until a backward reaches this leaf (or a non-leaf that retains grad)
+  // Undefined until a backward reaches this leaf (or a non-leaf that retains grad). On a non-leaf
+  // that requires grad and does not retain it, throws RuntimeError naming the op (PyTorch: None and
+  // a warning), so a forgotten retain_grad() is not read as a zero gradient.
+  Tensor grad() const;
   // PyTorch's retain_grad: backward also accumulates this non-leaf's gradient into grad() (with
   // create_graph, a recorded one). A no-op on leaves; an error on a tensor without requires_grad.
   Tensor& retain_grad();

@@ -198,8 +198,29 @@ TEST_CASE("retain_grad: a non-leaf gets its grad accumulated by backward", "[har
   Tensor leaf = tensor({1.0}, kFloat64).requires_grad_();
   leaf.retain_grad();
   REQUIRE_FALSE(leaf.retains_grad());
-  // A non-leaf that did not ask keeps no grad.
+  // A non-leaf that did not ask keeps no grad, and reading it says so instead of handing back an
+  // undefined tensor that reads as "no gradient".
   const Tensor h3 = mul(x, 2.0);
   backward(sum(h3));
-  REQUIRE_FALSE(h3.grad().defined());
+  REQUIRE_THROWS_AS(h3.grad(), RuntimeError);
+  REQUIRE_THROWS_WITH(h3.grad(), Contains("'mul'") && Contains("non-leaf") && Contains("retain_grad()"));
+  // Outputs that do not require grad (constants, no_grad results) are not non-leaves: undefined grad.
+  REQUIRE_FALSE(mul(tensor({1.0}, kFloat64), 2.0).grad().defined());
+}
+
+TEST_CASE("Shape: a braced list with too many or negative sizes names the list and the caller's line, not an op",
+          "[hardening][shape]") {
+  // Before: "tensor: 5 dims requested ..." with no line, as if an op called tensor had failed.
+  const int line = __LINE__ + 1;
+  REQUIRE_THROWS_WITH(zeros({1, 1, 1, 1, 1}), Contains("Shape {1, 1, 1, 1, 1}: 5 dims") && Contains("rank 0 to 4") &&
+                                                  Contains("test_hardening.cpp:" + std::to_string(line)));
+  REQUIRE_THROWS_WITH(broadcast_to(zeros({2, 2}), Shape{1, 1, 1, 2, 2}), Contains("Shape {1, 1, 1, 2, 2}: 5 dims"));
+  REQUIRE_THROWS_WITH(zeros({2, -3}), Contains("Shape {2, -3}: size -3 is negative"));
+  REQUIRE_THROWS_WITH(Shape(std::vector<std::int64_t>{1, 2, 3, 4, 5}), Contains("Shape {1, 2, 3, 4, 5}: 5 dims"));
+  // Ops that would produce rank 5 say so themselves.
+  const Tensor x = zeros({1, 1, 2, 2}, kFloat64);
+  REQUIRE_THROWS_WITH(unsqueeze(x, 0), Contains("unsqueeze") && Contains("at most 4 dims"));
+  REQUIRE_THROWS_WITH(stack({x, x}, 0), Contains("stack") && Contains("at most 4"));
+  // matmul of rank-4 operands stays rank 4 (batch dims broadcast, never concatenate).
+  REQUIRE(matmul(zeros({2, 1, 2, 3}), zeros({1, 2, 3, 4})).shape() == Shape{2, 2, 2, 4});
 }
