@@ -388,7 +388,7 @@ Tensor linspace(double start, double end, std::int64_t steps, DType dtype) {
     throw InvalidArgument(fmt::format("linspace: dtype {} is not supported (expected float32 or float64; use arange for "
                                       "integer sequences)",
                                       dtype_name(dtype)));
-  Tensor t = Tensor::empty(Shape{steps}, dtype);
+  Tensor t = Tensor::empty(Shape{steps}, dtype, "linspace");
   dispatch_float(dtype, [&]<class T>() {
     T* p = t.mutable_data<T>();
     if (steps == 1) p[0] = static_cast<T>(start);

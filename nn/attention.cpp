@@ -2,6 +2,7 @@
 #include "nn/attention.hpp"
 
 #include <cmath>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -21,6 +22,8 @@ LayerNorm::LayerNorm(std::vector<std::int64_t> normalized_shape, double eps, boo
     throw InvalidArgument(fmt::format("LayerNorm: normalized_shape has {} dims; expected 1 to 4", shape_.size()));
   for (auto s : shape_)
     if (s <= 0) throw InvalidArgument(fmt::format("LayerNorm: normalized_shape {} has a size <= 0", Shape(shape_)));
+  if (!(eps > 0) || !std::isfinite(eps))
+    throw InvalidArgument(fmt::format("LayerNorm: eps = {}; expected a finite eps > 0 (it keeps 1/sqrt(var + eps) finite)", eps));
   if (elementwise_affine) {
     weight = register_parameter("weight", ones(Shape(shape_), dtype));
     bias = register_parameter("bias", zeros(Shape(shape_), dtype));
@@ -44,7 +47,7 @@ Embedding::Embedding(std::int64_t num_embeddings, std::int64_t embedding_dim, Ge
                                         num_embeddings));
     padding_idx_ = p;
   }
-  Tensor w = Tensor::empty({num_embeddings, embedding_dim}, dtype);
+  Tensor w = Tensor::empty({num_embeddings, embedding_dim}, dtype, "Embedding");
   init::normal_(w, 0.0, 1.0, gen);  // PyTorch: N(0, 1), padding row zeroed
   if (padding_idx_)
     for (std::int64_t j = 0; j < embedding_dim; ++j) w.set({*padding_idx_, j}, 0.0);
@@ -56,6 +59,7 @@ Tensor Embedding::forward(const Tensor& indices) { return embedding(weight, indi
 Tensor sinusoidal_positional_encoding(std::int64_t length, std::int64_t dim, DType dtype) {
   if (length <= 0 || dim <= 0)
     throw InvalidArgument(fmt::format("sinusoidal_positional_encoding: length = {}, dim = {}; expected both > 0", length, dim));
+  check_allocation("sinusoidal_positional_encoding", Shape{length, dim}, kFloat64);  // built in doubles first
   std::vector<double> pe(static_cast<std::size_t>(length * dim));
   for (std::int64_t t = 0; t < length; ++t)
     for (std::int64_t i = 0; i < dim; ++i) {
@@ -71,7 +75,7 @@ LearnedPositionalEncoding::LearnedPositionalEncoding(std::int64_t max_len, std::
   check_layer_dtype("LearnedPositionalEncoding", dtype);
   if (max_len <= 0 || dim <= 0)
     throw InvalidArgument(fmt::format("LearnedPositionalEncoding: max_len = {}, dim = {}; expected both > 0", max_len, dim));
-  Tensor w = Tensor::empty({max_len, dim}, dtype);
+  Tensor w = Tensor::empty({max_len, dim}, dtype, "LearnedPositionalEncoding");
   init::normal_(w, 0.0, 0.02, gen);
   weight = register_parameter("weight", w);
 }
@@ -91,7 +95,9 @@ MultiheadAttention::MultiheadAttention(std::int64_t embed_dim, std::int64_t num_
   if (embed_dim <= 0 || num_heads <= 0 || embed_dim % num_heads != 0)
     throw InvalidArgument(fmt::format("MultiheadAttention: embed_dim = {} is not divisible by num_heads = {} (each head "
                                       "gets embed_dim / num_heads features)", embed_dim, num_heads));
-  Tensor w = Tensor::empty({3 * embed_dim, embed_dim}, o.dtype);
+  if (embed_dim > std::numeric_limits<std::int64_t>::max() / 3)
+    throw InvalidArgument(fmt::format("MultiheadAttention: embed_dim = {} is too large (3 * embed_dim overflows int64)", embed_dim));
+  Tensor w = Tensor::empty({3 * embed_dim, embed_dim}, o.dtype, "MultiheadAttention");
   init::xavier_uniform_(w, gen);  // PyTorch's _reset_parameters
   in_proj_weight = register_parameter("in_proj_weight", w);
   if (o.bias) in_proj_bias = register_parameter("in_proj_bias", zeros({3 * embed_dim}, o.dtype));

@@ -23,7 +23,7 @@ Linear::Linear(std::int64_t in_features, std::int64_t out_features, Generator& g
   weight = register_parameter("weight", w);
   if (with_bias) {
     const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
-    Tensor b = Tensor::empty({out_features}, dtype);
+    Tensor b = Tensor::empty({out_features}, dtype, "Linear");
     init::uniform_(b, -bound, bound, gen);
     bias = register_parameter("bias", b);
   }

@@ -7,6 +7,7 @@
 
 using namespace tapegrad;
 using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
 
 namespace {
 Tensor empty_leaf(const Shape& s) { return zeros(s, kFloat64).requires_grad_(); }
@@ -174,6 +175,14 @@ TEST_CASE("absurd sizes are rejected before allocating, naming the op and the sh
   REQUIRE_THROWS_WITH(matmul(zeros({1000000, 0}), zeros({0, 1000000})), Contains("matmul") && Contains("memory"));
   Generator gen(1);
   REQUIRE_THROWS_WITH(nn::Linear(1000000, 1000000, gen), Contains("Linear") && Contains("[1000000, 1000000]") && Contains("memory"));
+  // Every user-sized allocation names the function the user called, not an internal "tensor".
+  REQUIRE_THROWS_WITH(linspace(0.0, 1.0, 1000000000000), StartsWith("linspace:") && Contains("memory"));
+  REQUIRE_THROWS_WITH(nn::Embedding(1000000000000, 4, gen), StartsWith("Embedding:") && Contains("memory"));
+  REQUIRE_THROWS_WITH(nn::LearnedPositionalEncoding(1000000000000, 4, gen),
+                      StartsWith("LearnedPositionalEncoding:") && Contains("memory"));
+  REQUIRE_THROWS_WITH(nn::sinusoidal_positional_encoding(1000000000000, 4),
+                      StartsWith("sinusoidal_positional_encoding:") && Contains("memory"));
+  REQUIRE_THROWS_WITH(nn::MultiheadAttention(std::int64_t{1} << 62, 1, gen), StartsWith("MultiheadAttention:"));
 }
 
 TEST_CASE("retain_grad: a non-leaf gets its grad accumulated by backward", "[hardening][retain_grad]") {
