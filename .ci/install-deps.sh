@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what tapegrad needs to build, test and benchmark, from Debian/Ubuntu packages.
-# Only missing packages are installed; uses sudo when not root.
+# Only missing packages are installed; uses sudo when not root. Extra package names given as
+# arguments are installed too (.ci/run passes clang for its second compiler).
 set -euo pipefail
-packages=(g++ make cmake libeigen3-dev libfmt-dev nlohmann-json3-dev catch2 libbenchmark-dev libopenblas-dev)
+packages=(g++ make cmake libeigen3-dev libfmt-dev nlohmann-json3-dev catch2 libbenchmark-dev libopenblas-dev "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
