@@ -4,8 +4,8 @@
 // a built-in op.
 //
 //   // softplus(x) = log(1 + e^x)      vjp: dx = g * sigmoid(x)
-//   Tensor softplus(const Tensor& x) {
-//     return custom_op("softplus", x,
+//   Tensor my_softplus(const Tensor& x) {   // tapegrad::softplus exists; a demo
+//     return custom_op("my_softplus", x,
 //         [](const Tensor& x) { return log1p(exp(x)); },
 //         [](const Tensor& x, const Tensor& g) { return g * sigmoid(x); });
 //   }
