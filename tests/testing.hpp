@@ -8,12 +8,23 @@
 #endif
 
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "tapegrad.hpp"
 
 namespace tapegrad::testing {
+
+// The message of the InvalidArgument fn throws, for matching its parts.
+inline std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const InvalidArgument& e) {
+    return e.what();
+  }
+  return "(no InvalidArgument thrown)";
+}
 
 // Element-wise |a - b| <= atol + rtol |b|; on failure says where.
 inline std::string allclose_why(const Tensor& a, const Tensor& b, double rtol = 1e-12, double atol = 1e-12) {

@@ -76,15 +76,7 @@ std::pair<Tensor, Tensor> both_vjps(const UnaryFunction& f, const Tensor& x, con
   return {fused, recorded};
 }
 
-// The message of the InvalidArgument fn throws.
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const InvalidArgument& e) {
-    return e.what();
-  }
-  return "(no InvalidArgument thrown)";
-}
+using tapegrad::testing::error_of;
 
 using DimOp = std::function<Tensor(const Tensor&, int)>;
 struct NamedOp {

@@ -31,15 +31,7 @@ bool all_finite(const Tensor& t) {
   return true;
 }
 
-// The message of the InvalidArgument fn throws.
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const InvalidArgument& e) {
-    return e.what();
-  }
-  return "(no InvalidArgument thrown)";
-}
+using tapegrad::testing::error_of;
 
 using TempOp = std::function<Tensor(const Tensor&, int, const Tensor&)>;
 struct NamedTempOp {
