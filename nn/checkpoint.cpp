@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -285,6 +286,15 @@ std::optional<double> process_start_time(pid_t pid) {
   return static_cast<double>(boot) + static_cast<double>(start_ticks) / static_cast<double>(ticks_per_second);
 }
 
+// mkstemp's names, used by tapegrad before the pid was part of the name: prefix + 6 of [A-Za-z0-9].
+constexpr double kLegacyStaleSeconds = 600;
+bool is_legacy_temp_name(const std::string& name, const std::string& prefix) {
+  if (name.size() != prefix.size() + 6 || name.compare(0, prefix.size(), prefix) != 0) return false;
+  for (std::size_t i = prefix.size(); i < name.size(); ++i)
+    if (!std::isalnum(static_cast<unsigned char>(name[i]))) return false;
+  return true;
+}
+
 // Removes temporaries of `target` that crashed saves left behind. Only names of exactly our
 // pattern for this target are considered, and one is removed only when its writer cannot be
 // running any more:
@@ -306,6 +316,16 @@ void remove_stale_temporaries(const std::filesystem::path& dir, const std::strin
   for (const auto& entry : it) {
     pid_t pid = 0;
     const std::string name = entry.path().filename().string();
+    if (is_legacy_temp_name(name, prefix)) {
+      // Written by a build before the pid was in the name (mkstemp's ".<file>.tmp.XXXXXX"): no
+      // writer to ask, so only one untouched for 10 minutes is taken as stale (a save writes its
+      // temporary continuously and renames it within seconds).
+      struct stat st {};
+      if (::lstat(entry.path().c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+          static_cast<double>(st.st_mtime) + kLegacyStaleSeconds < static_cast<double>(std::time(nullptr)))
+        ::unlink(entry.path().c_str());
+      continue;
+    }
     if (!parse_temp_name(name, prefix, pid) || pid == ::getpid()) continue;
     struct stat st {};
     if (::lstat(entry.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;

@@ -100,7 +100,7 @@ double number_field(const nlohmann::json& j, const std::string& who, const char*
 const nlohmann::json& check_header(const nlohmann::json& j, const std::string& type, const std::vector<Tensor>& params) {
   const auto& t = field(j, type, "type");
   if (!t.is_string() || t.get<std::string>() != type)
-    throw CheckpointError(fmt::format("optimizer state is for {}, not {} (load it into a {})",
+    throw CheckpointError(fmt::format("optimizer state is for {}, not {}; load it into an optimizer of type {}",
                                       t.is_string() ? t.get<std::string>() : t.dump(), type,
                                       t.is_string() ? t.get<std::string>() : "matching optimizer"));
   const auto& state = field(j, type, "state");

@@ -2,6 +2,7 @@
 // Checkpoints: exact round trip, optimiser resume bit-identical to an uninterrupted run, atomic
 // save (a failed write leaves the old file), and load that validates everything before touching
 // the model (each kind of bad checkpoint named, model left bit-for-bit as it was).
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -509,9 +510,16 @@ TEST_CASE("checkpoint: the next save removes temporaries left by a crashed save,
                                          fmt::format(".m.json.tmp.{}x.AbC123", child),
                                          fmt::format("m.json.tmp.{}.AbC123", child), "notes.txt"};
   for (const auto& k : keep) write_text(dir / k, "x");
+  // mkstemp-style names from builds before the pid was in the name: removed once untouched for
+  // 10 minutes, kept while fresh (a writer may still be using it).
+  write_text(dir / ".m.json.tmp.Old123", "x");
+  fs::last_write_time(dir / ".m.json.tmp.Old123", fs::file_time_type::clock::now() - std::chrono::hours(1));
+  write_text(dir / ".m.json.tmp.New123", "x");
+  std::vector<std::string> keep_all = keep;
+  keep_all.push_back(".m.json.tmp.New123");
 
   save(net, path);
-  std::set<std::string> expected(keep.begin(), keep.end());
+  std::set<std::string> expected(keep_all.begin(), keep_all.end());
   expected.insert("m.json");
   REQUIRE(listing() == expected);
   Generator gen2(31);
