@@ -235,3 +235,74 @@ TEST_CASE("Shape: a braced list with too many or negative sizes names the list a
   // matmul of rank-4 operands stays rank 4 (batch dims broadcast, never concatenate).
   REQUIRE(matmul(zeros({2, 1, 2, 3}), zeros({1, 2, 3, 4})).shape() == Shape{2, 2, 2, 4});
 }
+
+TEST_CASE("empty tensors: every unary op and the remaining ops, forward and VJP (first and second order)",
+          "[hardening][empty]") {
+  using Unary = std::function<Tensor(const Tensor&)>;
+  const std::vector<std::pair<const char*, Unary>> unary = {
+      {"neg", [](const Tensor& x) { return neg(x); }},
+      {"exp", [](const Tensor& x) { return exp(x); }},
+      {"log", [](const Tensor& x) { return log(x); }},
+      {"log1p", [](const Tensor& x) { return log1p(x); }},
+      {"sqrt", [](const Tensor& x) { return sqrt(x); }},
+      {"abs", [](const Tensor& x) { return abs(x); }},
+      {"sin", [](const Tensor& x) { return sin(x); }},
+      {"cos", [](const Tensor& x) { return cos(x); }},
+      {"tanh", [](const Tensor& x) { return tanh(x); }},
+      {"sigmoid", [](const Tensor& x) { return sigmoid(x); }},
+      {"softplus", [](const Tensor& x) { return softplus(x); }},
+      {"relu", [](const Tensor& x) { return relu(x); }},
+      {"leaky_relu", [](const Tensor& x) { return leaky_relu(x); }},
+      {"gelu", [](const Tensor& x) { return gelu(x); }},
+      {"gelu tanh", [](const Tensor& x) { return gelu(x, "tanh"); }},
+      {"erf", [](const Tensor& x) { return erf(x); }},
+      {"clamp", [](const Tensor& x) { return clamp(x, -1.0, 1.0); }},
+      {"pow 3", [](const Tensor& x) { return pow(x, 3.0); }},
+      {"pow tensor", [](const Tensor& x) { return pow(x, ones_like(x).detach()); }},
+      {"where", [](const Tensor& x) { return where(gt(x, 0.0), x, 2.0); }},
+      {"masked_fill", [](const Tensor& x) { return masked_fill(x, gt(x, 0.0), 1.0); }},
+      {"to float32", [](const Tensor& x) { return x.to(kFloat32); }},
+      {"clone", [](const Tensor& x) { return x.clone(); }},
+      {"sum dim 0", [](const Tensor& x) { return sum(x, 0); }},
+      {"mean dim 1", [](const Tensor& x) { return mean(x, 1); }},  // [0, 3] -> [0]: nothing divided by 3
+      {"permute", [](const Tensor& x) { return permute(x, {1, 0}); }},
+      {"unsqueeze", [](const Tensor& x) { return unsqueeze(x, 1); }},
+      {"flatten", [](const Tensor& x) { return flatten(x); }},
+      {"narrow", [](const Tensor& x) { return narrow(x, 1, 1, 2); }},
+      {"stack", [](const Tensor& x) { return stack({x, x}, 0); }},
+      {"gather", [](const Tensor& x) { return gather(x, 1, zeros(x.shape(), kInt64)); }},
+      {"scatter_add", [](const Tensor& x) { return scatter_add(x, 1, zeros(x.shape(), kInt64), x); }},
+      {"index_add", [](const Tensor& x) { return index_add(x, 0, zeros({0}, kInt64), x); }},
+      {"linear", [](const Tensor& x) { return linear(x, ones({2, 3}, kFloat64), ones({2}, kFloat64)); }},
+      {"softmax T", [](const Tensor& x) { return softmax(x, 1, 2.0); }},
+      {"mse_loss sum", [](const Tensor& x) { return mse_loss(x, zeros_like(x), Reduction::Sum); }},
+      {"l1_loss none", [](const Tensor& x) { return l1_loss(x, zeros_like(x), Reduction::None); }},
+      {"smooth_l1_loss sum", [](const Tensor& x) { return smooth_l1_loss(x, zeros_like(x), Reduction::Sum); }},
+  };
+  for (const auto& [name, f] : unary) {
+    INFO("op " << name);
+    const Tensor x = empty_leaf({0, 3});
+    const Tensor y = f(x);
+    for (double v : y.to_vector()) REQUIRE(v == 0.0);  // empty, or sums of nothing (sum over dim 0: [0, 0, 0])
+    backward_ones(y, {x});
+    // second order: the VJP of the VJP on empties too
+    const Tensor x2 = empty_leaf({0, 3});
+    const std::vector<Tensor> g = grad({f(x2)}, {x2}, {ones_like(f(x2)).detach()}, {.create_graph = true, .allow_unused = true});
+    if (g[0].defined() && g[0].requires_grad()) {
+      backward(sum(g[0]));
+      SUCCEED();
+    }
+  }
+  REQUIRE(sign(empty_leaf({0, 3})).shape() == Shape{0, 3});  // no gradient (not recorded)
+  // Index ops with empty indices into non-empty inputs.
+  const Tensor w = ones({4, 3}, kFloat64).requires_grad_();
+  backward_ones(embedding(w, zeros({0}, kInt64)), {w});
+  REQUIRE(sum(w.grad()).item() == 0.0);
+  const Tensor lp = empty_leaf({0, 3});
+  REQUIRE(nll_loss(lp, zeros({0}, kInt64), {.reduction = Reduction::Sum}).item() == 0.0);
+  backward_ones(nll_loss(lp, zeros({0}, kInt64), {.reduction = Reduction::Sum}), {lp});
+  const Tensor kl = empty_leaf({0, 3});
+  backward_ones(kl_div(kl, zeros({0, 3}, kFloat64), {.reduction = Reduction::Sum}), {kl});
+  // mean of nothing: PyTorch gives NaN; tapegrad says so instead.
+  REQUIRE_THROWS_WITH(mean(empty_leaf({0, 3})), Contains("mean"));
+}
