@@ -25,7 +25,46 @@ namespace tapegrad::nn {
 
 namespace detail {
 void (*checkpoint_write_hook)(std::size_t) = nullptr;
+
+// Dropout's random streams: {"module name": [w0, w1, w2, w3]} (Generator::state()).
+nlohmann::json rng_state(const Module& module) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& [name, g] : module.named_generators()) j[name] = g->state();
+  return j;
 }
+
+std::vector<Generator::State> parse_rng_state(Module& module, const nlohmann::json& j) {
+  if (!j.is_object()) throw CheckpointError("\"rng\": expected an object of named generator states");
+  const auto own = module.named_generators();
+  std::vector<Generator::State> states;
+  for (const auto& [name, g] : own) {
+    if (!j.contains(name))
+      throw CheckpointError(fmt::format("rng '{}': the model's random stream is missing from the checkpoint (a different architecture?)", name));
+    const nlohmann::json& v = j.at(name);
+    Generator::State s{};
+    bool ok = v.is_array() && v.size() == s.size();
+    for (std::size_t i = 0; ok && i < s.size(); ++i) {
+      ok = v[i].is_number_unsigned();
+      if (ok) s[i] = v[i].get<std::uint64_t>();
+    }
+    if (!ok)
+      throw CheckpointError(fmt::format("rng '{}': expected 4 unsigned 64-bit integers, got {}", name, v.dump()));
+    if (s == Generator::State{}) throw CheckpointError(fmt::format("rng '{}': the state is all zeros (corrupted)", name));
+    states.push_back(s);
+  }
+  for (const auto& [key, value] : j.items()) {
+    bool known = false;
+    for (const auto& [name, g] : own) known = known || name == key;
+    if (!known) throw CheckpointError(fmt::format("rng '{}': in the checkpoint but the model has no such random stream (a different architecture?)", key));
+  }
+  return states;
+}
+
+void commit_rng_state(Module& module, const std::vector<Generator::State>& states) {
+  const auto own = module.named_generators();
+  for (std::size_t i = 0; i < own.size(); ++i) own[i].second->set_state(states[i]);
+}
+}  // namespace detail
 
 nlohmann::json state_dict(const Module& module) {
   nlohmann::json j = nlohmann::json::object();
@@ -69,48 +108,15 @@ void commit_state(const Module& module, const std::vector<Tensor>& values) {
   }
 }
 
-// Dropout's random streams: {"module name": [w0, w1, w2, w3]} (Generator::state()).
-nlohmann::json rng_state(const Module& module) {
-  nlohmann::json j = nlohmann::json::object();
-  for (const auto& [name, g] : module.named_generators()) j[name] = g->state();
-  return j;
-}
-
 // The "rng" entry parsed against the module's generators, in named_generators() order. A
 // checkpoint without one (written before streams were saved, or by hand) restores no stream.
 std::optional<std::vector<Generator::State>> parse_rng(Module& module, const nlohmann::json& ckpt) {
   if (!ckpt.contains("rng")) return std::nullopt;
-  const nlohmann::json& j = ckpt["rng"];
-  if (!j.is_object()) throw CheckpointError("\"rng\": expected an object of named generator states");
-  const auto own = module.named_generators();
-  std::vector<Generator::State> states;
-  for (const auto& [name, g] : own) {
-    if (!j.contains(name))
-      throw CheckpointError(fmt::format("rng '{}': the model's random stream is missing from the checkpoint (a different architecture?)", name));
-    const nlohmann::json& v = j.at(name);
-    Generator::State s{};
-    bool ok = v.is_array() && v.size() == s.size();
-    for (std::size_t i = 0; ok && i < s.size(); ++i) {
-      ok = v[i].is_number_unsigned();
-      if (ok) s[i] = v[i].get<std::uint64_t>();
-    }
-    if (!ok)
-      throw CheckpointError(fmt::format("rng '{}': expected 4 unsigned 64-bit integers, got {}", name, v.dump()));
-    if (s == Generator::State{}) throw CheckpointError(fmt::format("rng '{}': the state is all zeros (corrupted)", name));
-    states.push_back(s);
-  }
-  for (const auto& [key, value] : j.items()) {
-    bool known = false;
-    for (const auto& [name, g] : own) known = known || name == key;
-    if (!known) throw CheckpointError(fmt::format("rng '{}': in the checkpoint but the model has no such random stream (a different architecture?)", key));
-  }
-  return states;
+  return detail::parse_rng_state(module, ckpt["rng"]);
 }
 
 void commit_rng(Module& module, const std::optional<std::vector<Generator::State>>& states) {
-  if (!states) return;
-  const auto own = module.named_generators();
-  for (std::size_t i = 0; i < own.size(); ++i) own[i].second->set_state((*states)[i]);
+  if (states) detail::commit_rng_state(module, *states);
 }
 
 // Builds the document as nlohmann::json::parse does, but knows where it is, so an error (a number
@@ -236,7 +242,7 @@ std::string checkpoint_text(const Module& module, const Optimizer* optimizer, co
   j["format"] = "tapegrad-checkpoint";
   j["version"] = kCheckpointVersion;
   j["model"] = state_dict(module);
-  if (nlohmann::json rng = rng_state(module); !rng.empty()) j["rng"] = std::move(rng);
+  if (nlohmann::json rng = detail::rng_state(module); !rng.empty()) j["rng"] = std::move(rng);
   if (optimizer) j["optimizer"] = optimizer->state_dict();
   if (extras.scheduler) j["scheduler"] = extras.scheduler->state_dict();
   if (extras.batches) j["batch_iterator"] = extras.batches->state_dict();
@@ -364,6 +370,11 @@ int create_temporary(const std::filesystem::path& dir, const std::string& file, 
 void load_state_dict(Module& module, const nlohmann::json& state) { commit_state(module, parse_state(module, state)); }
 
 void write_file_atomically(const std::string& path, const std::string& text) {
+  const std::span<const char> piece(text.data(), text.size());
+  write_file_atomically(path, std::span<const std::span<const char>>(&piece, 1));
+}
+
+void write_file_atomically(const std::string& path, std::span<const std::span<const char>> pieces, const char* who) {
   namespace fs = std::filesystem;
   const fs::path target(path);
   const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
@@ -371,27 +382,32 @@ void write_file_atomically(const std::string& path, const std::string& text) {
   remove_stale_temporaries(dir, file);
   std::string tmpl;
   const int fd = create_temporary(dir, file, tmpl);
-  if (fd < 0) throw RuntimeError(fmt::format("save: cannot create a temporary file in '{}': {}", dir.string(), std::strerror(errno)));
+  if (fd < 0)
+    throw RuntimeError(fmt::format("{}: cannot create a temporary file in '{}': {}", who, dir.string(), std::strerror(errno)));
   bool closed = false;
   auto fail = [&](const std::string& what) {
     const int err = errno;
     closed = true;
     ::close(fd);
     ::unlink(tmpl.c_str());
-    return RuntimeError(fmt::format("save: {} '{}': {}; the previous file at '{}' is unchanged", what, tmpl,
+    return RuntimeError(fmt::format("{}: {} '{}': {}; the previous file at '{}' is unchanged", who, what, tmpl,
                                     std::strerror(err), path));
   };
-  std::size_t written = 0;
+  std::size_t written = 0;  // over all pieces, for the test hook
   try {
-    while (written < text.size()) {
-      if (detail::checkpoint_write_hook) detail::checkpoint_write_hook(written);
-      const std::size_t chunk = std::min<std::size_t>(text.size() - written, 1 << 16);
-      const ssize_t n = ::write(fd, text.data() + written, chunk);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        throw fail("writing");
+    for (const std::span<const char> piece : pieces) {
+      std::size_t done = 0;
+      while (done < piece.size()) {
+        if (detail::checkpoint_write_hook) detail::checkpoint_write_hook(written);
+        const std::size_t chunk = std::min<std::size_t>(piece.size() - done, 1 << 16);
+        const ssize_t n = ::write(fd, piece.data() + done, chunk);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          throw fail("writing");
+        }
+        done += static_cast<std::size_t>(n);
+        written += static_cast<std::size_t>(n);
       }
-      written += static_cast<std::size_t>(n);
     }
   } catch (...) {
     if (!closed) {
@@ -403,12 +419,12 @@ void write_file_atomically(const std::string& path, const std::string& text) {
   if (::fsync(fd) != 0) throw fail("flushing");
   if (::close(fd) != 0) {
     ::unlink(tmpl.c_str());
-    throw RuntimeError(fmt::format("save: closing '{}' failed: {}", tmpl, std::strerror(errno)));
+    throw RuntimeError(fmt::format("{}: closing '{}' failed: {}", who, tmpl, std::strerror(errno)));
   }
   if (::rename(tmpl.c_str(), path.c_str()) != 0) {
     const int err = errno;
     ::unlink(tmpl.c_str());
-    throw RuntimeError(fmt::format("save: cannot rename '{}' to '{}': {}", tmpl, path, std::strerror(err)));
+    throw RuntimeError(fmt::format("{}: cannot rename '{}' to '{}': {}", who, tmpl, path, std::strerror(err)));
   }
 }
 

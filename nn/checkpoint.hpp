@@ -33,7 +33,9 @@
 // copies the values in, so a failed load leaves the model, the optimiser, the Dropout streams,
 // the scheduler and the iterator exactly as they were. Every failure is a CheckpointError that
 // starts with "load: '<path>': " and names the entry.
+#include <span>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -63,8 +65,20 @@ void load(Module& module, Optimizer& optimizer, const std::string& path, const C
 // Writes `text` to `path` atomically (temporary file in the same directory, fsync, rename), with
 // mode 0666 & ~umask, after removing temporaries of `path` left by crashed writers.
 void write_file_atomically(const std::string& path, const std::string& text);
+// The same for bytes given in pieces written one after another (a binary header, then each
+// tensor's raw bytes, with no joined copy); `who` names the caller's function in errors.
+void write_file_atomically(const std::string& path, std::span<const std::span<const char>> pieces,
+                           const char* who = "save");
 
 namespace detail {
+// Dropout's random streams, shared with the safetensors checkpoints: {"<module name>": [w0, w1,
+// w2, w3]}; parse_rng_state checks an entry against the module's generators (every stream
+// present, none extra, 4 unsigned words, not all zero) and returns them in named_generators()
+// order without changing anything; commit_rng_state installs them.
+nlohmann::json rng_state(const Module& module);
+std::vector<Generator::State> parse_rng_state(Module& module, const nlohmann::json& rng);
+void commit_rng_state(Module& module, const std::vector<Generator::State>& states);
+
 // Test hook: when set, called with the number of bytes written so far before each chunk; throwing
 // from it simulates a failed write (a full disk) in the middle of a save.
 extern void (*checkpoint_write_hook)(std::size_t bytes_written);

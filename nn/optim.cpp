@@ -71,12 +71,53 @@ void check_state_values(const Tensor& t, const std::string& key, bool nonneg) {
   });
 }
 
+// While Optimizer::state_dict_with_tensors / load_state_dict_with_tensors run on this thread,
+// state tensors go to `out` (saving) or come from `in` (loading) instead of through JSON values.
+struct TensorSlots {
+  std::vector<Tensor>* out = nullptr;
+  const std::vector<Tensor>* in = nullptr;
+  std::vector<bool> used;
+};
+thread_local TensorSlots* tensor_slots = nullptr;
+
+class TensorSlotsScope {
+ public:
+  explicit TensorSlotsScope(TensorSlots& slots) : previous_(tensor_slots) { tensor_slots = &slots; }
+  ~TensorSlotsScope() { tensor_slots = previous_; }
+  TensorSlotsScope(const TensorSlotsScope&) = delete;
+  TensorSlotsScope& operator=(const TensorSlotsScope&) = delete;
+
+ private:
+  TensorSlots* previous_;
+};
+
 // State tensors are stored per parameter index; an undefined one (no step yet) is null.
-nlohmann::json maybe_tensor(const Tensor& t) { return t.defined() ? tensor_to_json(t) : nlohmann::json(nullptr); }
+nlohmann::json maybe_tensor(const Tensor& t) {
+  if (!t.defined()) return nlohmann::json(nullptr);
+  if (tensor_slots && tensor_slots->out) {
+    tensor_slots->out->push_back(t);
+    return {{"tensor", tensor_slots->out->size() - 1}};
+  }
+  return tensor_to_json(t);
+}
+
+Tensor slot_tensor(const nlohmann::json& j, const std::string& key) {
+  TensorSlots& s = *tensor_slots;
+  const bool ok = j.is_object() && j.size() == 1 && j.contains("tensor") && j["tensor"].is_number_unsigned() &&
+                  j["tensor"].get<std::uint64_t>() < s.in->size();
+  if (!ok)
+    throw CheckpointError(fmt::format("'{}': expected {{\"tensor\": <index below {}>}}, got {}", key, s.in->size(), j.dump()));
+  const auto index = static_cast<std::size_t>(j["tensor"].get<std::uint64_t>());
+  if (s.used[index]) throw CheckpointError(fmt::format("'{}': tensor {} is already used by another entry", key, index));
+  s.used[index] = true;
+  const Tensor& t = (*s.in)[index];
+  if (!t.defined()) throw CheckpointError(fmt::format("'{}': tensor {} is undefined", key, index));
+  return t;
+}
 
 Tensor maybe_tensor_from(const nlohmann::json& j, const std::string& key, const Tensor& param, bool nonneg = false) {
   if (j.is_null()) return Tensor();
-  Tensor t = tensor_from_json(j, key);
+  Tensor t = tensor_slots && tensor_slots->in ? slot_tensor(j, key) : tensor_from_json(j, key);
   if (t.shape() != param.shape() || t.dtype() != param.dtype())
     throw CheckpointError(fmt::format("'{}': {} {} does not match its parameter {} {}", key, dtype_name(t.dtype()),
                                       t.shape(), dtype_name(param.dtype()), param.shape()));
@@ -125,6 +166,18 @@ Optimizer::Optimizer(std::string type_name, std::vector<Tensor> params, double l
       if (params_[k].same(p))
         throw InvalidArgument(fmt::format("{}: parameter {} appears twice (also at {})", type_name_, i, k));
   }
+}
+
+nlohmann::json Optimizer::state_dict_with_tensors(std::vector<Tensor>& tensors) const {
+  TensorSlots slots{.out = &tensors, .in = nullptr, .used = {}};
+  const TensorSlotsScope scope(slots);
+  return state_dict();
+}
+
+void Optimizer::load_state_dict_with_tensors(const nlohmann::json& state, const std::vector<Tensor>& tensors) {
+  TensorSlots slots{.out = nullptr, .in = &tensors, .used = std::vector<bool>(tensors.size(), false)};
+  const TensorSlotsScope scope(slots);
+  load_state_dict(state);
 }
 
 void Optimizer::zero_grad() {

@@ -46,6 +46,13 @@ class Optimizer {
   // Throws (and changes nothing) unless the state matches this optimiser's type and parameters.
   virtual void load_state_dict(const nlohmann::json& state) = 0;
 
+  // The same state with its tensors kept out of the JSON, for binary checkpoints
+  // (nn/safetensors.hpp): each state tensor is appended to `tensors` and stands in the JSON as
+  // {"tensor": <its index>}. Loading takes them back from `tensors` (each index at most once) and
+  // checks them as load_state_dict checks the JSON form. No per-element JSON either way.
+  nlohmann::json state_dict_with_tensors(std::vector<Tensor>& tensors) const;
+  void load_state_dict_with_tensors(const nlohmann::json& state, const std::vector<Tensor>& tensors);
+
  protected:
   std::string type_name_;
   std::vector<Tensor> params_;
