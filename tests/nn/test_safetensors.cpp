@@ -287,7 +287,6 @@ TEST_CASE("safetensors: every truncation of a file is a CheckpointError, and the
   const fs::path dir = temp_dir("truncate");
   const std::string p = (dir / "m.safetensors").string(), bad = (dir / "bad.safetensors").string();
   Generator gen(5);
-  AttentionNet net(gen, kFloat32);
   Linear small(3, 2, gen);
   save_safetensors(small, p);
   const std::string bytes = read_bytes(p);
