@@ -324,6 +324,11 @@ Contents read_contents(const std::string& path) {
   json root;
   HeaderParser parser(root);
   const char* h = c.bytes.get() + 8;
+  // nlohmann's lexer takes a NUL for the end of the input and would ignore what follows; JSON
+  // text never holds a raw NUL (strings escape control characters).
+  if (const void* nul = std::memchr(h, '\0', static_cast<std::size_t>(n)))
+    throw CheckpointError(fmt::format("header: a NUL byte at byte {} of the header; expected UTF-8 JSON padded with spaces",
+                                      static_cast<const char*>(nul) - h));
   if (!json::sax_parse(h, h + n, &parser)) throw CheckpointError(parser.error());
   if (!root.is_object()) throw CheckpointError(fmt::format("header: expected a JSON object of named tensors, got {}", brief(root)));
   const std::uint64_t data_size = c.size - c.data_start;
