@@ -119,87 +119,6 @@ void commit_rng(Module& module, const std::optional<std::vector<Generator::State
   if (states) detail::commit_rng_state(module, *states);
 }
 
-// Builds the document as nlohmann::json::parse does, but knows where it is, so an error (a number
-// that does not fit in a double, such as 1e400, which the parser refuses with out_of_range) can
-// name its key: model["0.bias"]["values"][2].
-class LocatingParser final : public nlohmann::json_sax<nlohmann::json> {
- public:
-  using json = nlohmann::json;
-  explicit LocatingParser(json& root) : root_(root) {}
-
-  bool null() override { return put(json(nullptr)); }
-  bool boolean(bool v) override { return put(json(v)); }
-  bool number_integer(number_integer_t v) override { return put(json(v)); }
-  bool number_unsigned(number_unsigned_t v) override { return put(json(v)); }
-  bool number_float(number_float_t v, const string_t&) override { return put(json(v)); }
-  bool string(string_t& v) override { return put(json(std::move(v))); }
-  bool binary(binary_t& v) override { return put(json::binary(std::move(v))); }
-  bool start_object(std::size_t) override { return open(json::object()); }
-  bool key(string_t& k) override {
-    frames_.back().key = k;
-    return true;
-  }
-  bool end_object() override { return close(); }
-  bool start_array(std::size_t) override { return open(json::array()); }
-  bool end_array() override { return close(); }
-  bool parse_error(std::size_t position, const std::string& token, const json::exception& e) override {
-    if (e.id == 406)  // out_of_range.406: number overflow
-      error_ = fmt::format("the number {} at {} does not fit in a double (|x| <= 1.8e308)", token, where());
-    else
-      error_ = fmt::format("not valid JSON (truncated or corrupted?) at byte {}, near {}: {}", position, where(), e.what());
-    return false;
-  }
-  const std::string& error() const { return error_; }
-
- private:
-  struct Frame {
-    json* value;
-    std::string key;  // objects: the last key read
-  };
-
-  json* insert(json&& v) {
-    if (frames_.empty()) {
-      root_ = std::move(v);
-      return &root_;
-    }
-    Frame& top = frames_.back();
-    if (top.value->is_array()) {
-      top.value->push_back(std::move(v));
-      return &top.value->back();
-    }
-    json& slot = (*top.value)[top.key];
-    slot = std::move(v);
-    return &slot;
-  }
-  bool put(json&& v) {
-    insert(std::move(v));
-    return true;
-  }
-  bool open(json&& v) {
-    frames_.push_back({insert(std::move(v)), {}});
-    return true;
-  }
-  bool close() {
-    frames_.pop_back();
-    return true;
-  }
-  // The path of the value being read: an array's innermost index is the next element.
-  std::string where() const {
-    std::string out;
-    for (std::size_t i = 0; i < frames_.size(); ++i) {
-      const json& v = *frames_[i].value;
-      if (v.is_array()) out += fmt::format("[{}]", i + 1 == frames_.size() ? v.size() : v.size() - 1);
-      else if (i == 0) out += frames_[i].key;
-      else out += fmt::format("[\"{}\"]", frames_[i].key);
-    }
-    return out.empty() ? "the top level" : out;
-  }
-
-  json& root_;
-  std::vector<Frame> frames_;
-  std::string error_;
-};
-
 // Errors below name the entry; load() adds the file.
 nlohmann::json read_checkpoint(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -207,8 +126,12 @@ nlohmann::json read_checkpoint(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   nlohmann::json j;
-  LocatingParser parser(j);
-  if (!nlohmann::json::sax_parse(ss.str(), &parser)) throw CheckpointError(parser.error());
+  if (const auto f = detail::parse_json(ss.str(), j, false)) {
+    if (f->kind == detail::JsonParseFailure::Kind::NumberOverflow)
+      throw CheckpointError(fmt::format("the number {} at {} does not fit in a double (|x| <= 1.8e308)", f->token, f->where));
+    throw CheckpointError(fmt::format("not valid JSON (truncated or corrupted?) at byte {}, near {}: {}", f->position,
+                                      f->where, f->what));
+  }
   if (!j.is_object() || !j.contains("format") || j["format"] != "tapegrad-checkpoint")
     throw CheckpointError("not a tapegrad checkpoint (no \"format\": \"tapegrad-checkpoint\")");
   // Exactly the integer 1: 1.5, 1e30, -1, "1" or 4294967297 (which an int would truncate to 1) are not.

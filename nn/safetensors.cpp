@@ -152,76 +152,6 @@ void read_whole_file(const std::string& path, Contents& c) {
   }
 }
 
-// Builds the header's document as nlohmann::json::parse does, and refuses a key that appears twice
-// in an object (json::parse would keep the last one silently).
-class HeaderParser final : public nlohmann::json_sax<json> {
- public:
-  explicit HeaderParser(json& root) : root_(root) {}
-
-  bool null() override { return put(json(nullptr)); }
-  bool boolean(bool v) override { return put(json(v)); }
-  bool number_integer(number_integer_t v) override { return put(json(v)); }
-  bool number_unsigned(number_unsigned_t v) override { return put(json(v)); }
-  bool number_float(number_float_t v, const string_t&) override { return put(json(v)); }
-  bool string(string_t& v) override { return put(json(std::move(v))); }
-  bool binary(binary_t& v) override { return put(json::binary(std::move(v))); }
-  bool start_object(std::size_t) override { return open(json::object()); }
-  bool key(string_t& k) override {
-    if (frames_.back().value->contains(k)) {
-      error_ = frames_.size() == 1
-                   ? fmt::format("'{}': the name appears twice in the header (each tensor once)", k)
-                   : fmt::format("'{}': the field \"{}\" appears twice", frames_[0].key, k);
-      return false;
-    }
-    frames_.back().key = k;
-    return true;
-  }
-  bool end_object() override { return close(); }
-  bool start_array(std::size_t) override { return open(json::array()); }
-  bool end_array() override { return close(); }
-  bool parse_error(std::size_t position, const std::string&, const json::exception& e) override {
-    error_ = fmt::format("header: not valid JSON (byte {} of the header; truncated or corrupted?): {}", position, e.what());
-    return false;
-  }
-  const std::string& error() const { return error_; }
-
- private:
-  struct Frame {
-    json* value;
-    std::string key;
-  };
-  json* insert(json&& v) {
-    if (frames_.empty()) {
-      root_ = std::move(v);
-      return &root_;
-    }
-    Frame& top = frames_.back();
-    if (top.value->is_array()) {
-      top.value->push_back(std::move(v));
-      return &top.value->back();
-    }
-    json& slot = (*top.value)[top.key];
-    slot = std::move(v);
-    return &slot;
-  }
-  bool put(json&& v) {
-    insert(std::move(v));
-    return true;
-  }
-  bool open(json&& v) {
-    frames_.push_back({insert(std::move(v)), {}});
-    return true;
-  }
-  bool close() {
-    frames_.pop_back();
-    return true;
-  }
-
-  json& root_;
-  std::vector<Frame> frames_;
-  std::string error_;
-};
-
 Entry parse_entry(const std::string& name, const json& v, std::uint64_t data_size) {
   auto fail = [&](const std::string& what) { return CheckpointError(fmt::format("'{}': {}", name, what)); };
   if (!v.is_object()) throw fail(fmt::format("expected an object with dtype, shape and data_offsets, got {}", brief(v)));
@@ -322,14 +252,19 @@ Contents read_contents(const std::string& path) {
                                       c.size - 8));
   c.data_start = 8 + n;
   json root;
-  HeaderParser parser(root);
   const char* h = c.bytes.get() + 8;
   // nlohmann's lexer takes a NUL for the end of the input and would ignore what follows; JSON
   // text never holds a raw NUL (strings escape control characters).
   if (const void* nul = std::memchr(h, '\0', static_cast<std::size_t>(n)))
     throw CheckpointError(fmt::format("header: a NUL byte at byte {} of the header; expected UTF-8 JSON padded with spaces",
                                       static_cast<const char*>(nul) - h));
-  if (!json::sax_parse(h, h + n, &parser)) throw CheckpointError(parser.error());
+  if (const auto f = detail::parse_json(std::string_view(h, static_cast<std::size_t>(n)), root, true)) {
+    if (f->kind == detail::JsonParseFailure::Kind::DuplicateKey)
+      throw CheckpointError(f->at_top ? fmt::format("'{}': the name appears twice in the header (each tensor once)", f->token)
+                                      : fmt::format("'{}': the field \"{}\" appears twice", f->top_key, f->token));
+    throw CheckpointError(fmt::format("header: not valid JSON (byte {} of the header; truncated or corrupted?): {}",
+                                      f->position, f->what));
+  }
   if (!root.is_object()) throw CheckpointError(fmt::format("header: expected a JSON object of named tensors, got {}", brief(root)));
   const std::uint64_t data_size = c.size - c.data_start;
   for (const auto& [key, v] : root.items()) {

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -95,5 +96,114 @@ Tensor tensor_from_json(const nlohmann::json& j, const std::string& key) {
   });
   return t;
 }
+
+namespace detail {
+namespace {
+
+class LocatingParser final : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  using json = nlohmann::json;
+  LocatingParser(json& root, bool reject_duplicate_keys) : root_(root), reject_duplicates_(reject_duplicate_keys) {}
+
+  bool null() override { return put(json(nullptr)); }
+  bool boolean(bool v) override { return put(json(v)); }
+  bool number_integer(number_integer_t v) override { return put(json(v)); }
+  bool number_unsigned(number_unsigned_t v) override { return put(json(v)); }
+  bool number_float(number_float_t v, const string_t&) override { return put(json(v)); }
+  bool string(string_t& v) override { return put(json(std::move(v))); }
+  bool binary(binary_t& v) override { return put(json::binary(std::move(v))); }
+  bool start_object(std::size_t) override { return open(json::object()); }
+  bool key(string_t& k) override {
+    if (reject_duplicates_ && frames_.back().value->contains(k)) {
+      failure_ = located(JsonParseFailure::Kind::DuplicateKey);
+      failure_->token = k;
+      failure_->at_top = frames_.size() == 1;
+      return false;
+    }
+    frames_.back().key = k;
+    return true;
+  }
+  bool end_object() override { return close(); }
+  bool start_array(std::size_t) override { return open(json::array()); }
+  bool end_array() override { return close(); }
+  bool parse_error(std::size_t position, const std::string& token, const json::exception& e) override {
+    // out_of_range.406: number overflow
+    failure_ = located(e.id == 406 ? JsonParseFailure::Kind::NumberOverflow : JsonParseFailure::Kind::Syntax);
+    failure_->position = position;
+    failure_->token = token;
+    failure_->what = e.what();
+    return false;
+  }
+  const std::optional<JsonParseFailure>& failure() const { return failure_; }
+
+ private:
+  struct Frame {
+    json* value;
+    std::string key;  // objects: the last key read
+  };
+
+  json* insert(json&& v) {
+    if (frames_.empty()) {
+      root_ = std::move(v);
+      return &root_;
+    }
+    Frame& top = frames_.back();
+    if (top.value->is_array()) {
+      top.value->push_back(std::move(v));
+      return &top.value->back();
+    }
+    json& slot = (*top.value)[top.key];
+    slot = std::move(v);
+    return &slot;
+  }
+  bool put(json&& v) {
+    insert(std::move(v));
+    return true;
+  }
+  bool open(json&& v) {
+    frames_.push_back({insert(std::move(v)), {}});
+    return true;
+  }
+  bool close() {
+    frames_.pop_back();
+    return true;
+  }
+  JsonParseFailure located(JsonParseFailure::Kind kind) const {
+    JsonParseFailure f;
+    f.kind = kind;
+    f.where = where();
+    if (!frames_.empty()) f.top_key = frames_[0].key;
+    return f;
+  }
+  // The path of the value being read: an array's innermost index is the next element.
+  std::string where() const {
+    std::string out;
+    for (std::size_t i = 0; i < frames_.size(); ++i) {
+      const json& v = *frames_[i].value;
+      if (v.is_array()) out += fmt::format("[{}]", i + 1 == frames_.size() ? v.size() : v.size() - 1);
+      else if (i == 0) out += frames_[i].key;
+      else out += fmt::format("[\"{}\"]", frames_[i].key);
+    }
+    return out.empty() ? "the top level" : out;
+  }
+
+  json& root_;
+  bool reject_duplicates_;
+  std::vector<Frame> frames_;
+  std::optional<JsonParseFailure> failure_;
+};
+
+}  // namespace
+
+std::optional<JsonParseFailure> parse_json(std::string_view text, nlohmann::json& out, bool reject_duplicate_keys) {
+  LocatingParser parser(out, reject_duplicate_keys);
+  if (nlohmann::json::sax_parse(text.begin(), text.end(), &parser)) return std::nullopt;
+  if (parser.failure()) return parser.failure();
+  JsonParseFailure stopped;  // not reached: every stop records why
+  stopped.what = "the JSON parser stopped";
+  return stopped;
+}
+
+}  // namespace detail
 
 }  // namespace tapegrad::nn
