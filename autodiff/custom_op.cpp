@@ -39,17 +39,27 @@ Tensor custom_op(const std::string& name, const std::vector<Tensor>& inputs, con
   if (!is_floating(out.dtype())) return out;
 
   const char* op = intern_name(name);
-  record(op, inputs, out,
-         [op, inputs, vjp](const Tensor& g, const Tensor& saved_out) {
-           Grads gs = vjp(inputs, saved_out, g);
-           if (gs.size() != inputs.size())
-             throw RuntimeError(fmt::format(
-                 "custom_op '{}': vjp returned {} gradients for {} inputs (expected one per input, in order; an "
-                 "undefined Tensor stands for zero)",
-                 op, gs.size(), inputs.size()));
-           return gs;
-         },
-         /*save_out=*/true);
+  // The user's vjp reads every input and the output, so the node saves them all. Its callable is
+  // the one closure that may own memory (whatever it captured); it is counted by its size.
+  struct UserVjp {
+    const char* op;
+    std::shared_ptr<const CustomVjp> vjp;
+    Grads operator()(const Tensor& g, const Saved& s) const {
+      const std::vector<Tensor> in(&s[1], &s[1] + (s.size() - 1));
+      Grads gs = (*vjp)(in, s[0], g);
+      if (gs.size() != in.size())
+        throw RuntimeError(fmt::format(
+            "custom_op '{}': vjp returned {} gradients for {} inputs (expected one per input, in order; an "
+            "undefined Tensor stands for zero)",
+            op, gs.size(), in.size()));
+      return gs;
+    }
+  };
+  if (!detail::should_record(inputs)) return out;
+  std::vector<Tensor> saved{out};
+  saved.insert(saved.end(), inputs.begin(), inputs.end());
+  detail::record_node({op, "custom VJP (the vjp function given to custom_op)"}, inputs, out, saved,
+                      Vjp(UserVjp{op, std::make_shared<const CustomVjp>(vjp)}), Vjp(), sizeof(CustomVjp));
   return out;
 }
 

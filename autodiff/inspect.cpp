@@ -64,11 +64,23 @@ std::string node_label(std::size_t position, const Node& node) {
   return s + ")";
 }
 
-std::string inputs_str(const Node& node) {
+// An input edge in words: the tensor when it is still alive, else what the edge remembers.
+std::string describe_source(const InputEdge& e) {
+  if (const Tensor t = e.tensor(); t.defined()) return describe_source(t);
+  if (!e.requires_grad) return "constant";
+  return fmt::format("node #{} ({})", e.node_index, e.op ? e.op : "freed");
+}
+
+// The inputs with their values (`values`: the tensors as the op received them, when an observer
+// kept them; else whatever is still alive).
+std::string inputs_str(const Node& node, const std::vector<Tensor>* values = nullptr) {
   std::string s;
-  for (std::size_t k = 0; k < node.inputs.size(); ++k)
-    s += fmt::format("{}input {} ({}) = {}", k ? "; " : "", k, describe_source(node.inputs[k]),
-                     TensorSummary::of(node.inputs[k], 6).str());
+  for (std::size_t k = 0; k < node.inputs.size(); ++k) {
+    const Tensor t = values && k < values->size() ? (*values)[k] : node.inputs[k].tensor();
+    s += fmt::format("{}input {} ({}) = {}", k ? "; " : "", k, t.defined() ? describe_source(t) : describe_source(node.inputs[k]),
+                     t.defined() ? TensorSummary::of(t, 6).str() : fmt::format("{} {} (value not kept)", node.inputs[k].shape,
+                                                                                dtype_name(node.inputs[k].dtype)));
+  }
   return s;
 }
 
@@ -124,7 +136,7 @@ nlohmann::json TensorSummary::to_json() const {
 
 // ---- backward trace ----
 
-namespace detail {
+namespace {
 
 void trace_step(BackwardTrace& trace, std::size_t position, const Node& node, const Tensor& g, const Grads& gs) {
   TraceStep step;
@@ -136,15 +148,16 @@ void trace_step(BackwardTrace& trace, std::size_t position, const Node& node, co
     TraceInput in;
     in.input = k;
     in.source = describe_source(node.inputs[k]);
-    if (k < gs.size() && gs[k].defined() && node.inputs[k].requires_grad()) in.grad = TensorSummary::of(gs[k], trace.max_values);
+    if (k < gs.size() && gs[k].defined() && node.inputs[k].requires_grad) in.grad = TensorSummary::of(gs[k], trace.max_values);
     step.inputs.push_back(std::move(in));
   }
   trace.steps.push_back(std::move(step));
 }
 
-void check_vjp_finite(std::size_t position, const Node& node, const Tensor& g, const Grads& gs) {
+void check_vjp_finite(std::size_t position, const Node& node, const Tensor& g, const Grads& gs,
+                      const std::vector<Tensor>* inputs) {
   for (std::size_t k = 0; k < gs.size(); ++k) {
-    if (!gs[k].defined() || !node.inputs[k].requires_grad()) continue;
+    if (!gs[k].defined() || !node.inputs[k].requires_grad) continue;
     const std::int64_t bad = first_non_finite(gs[k], /*allow_inf=*/false);
     if (bad < 0) continue;
     const double v = gs[k].to_vector()[static_cast<std::size_t>(bad)];
@@ -156,11 +169,15 @@ void check_vjp_finite(std::size_t position, const Node& node, const Tensor& g, c
         fmt_index(unravel_index(gs[k].shape(), bad)), count_non_finite(gs[k]), gs[k].numel(),
         g_finite ? "the incoming gradient g was finite, so this VJP produced it"
                  : "the incoming gradient g was already not finite (run the forward under DetectAnomalyGuard too)",
-        inputs_str(node), TensorSummary::of(g).str()));
+        inputs_str(node, inputs), TensorSummary::of(g).str()));
   }
 }
 
-}  // namespace detail
+}  // namespace
+
+void BackwardTrace::on_vjp(std::size_t position, const Node& node, const Tensor& g, const Grads& gs) {
+  trace_step(*this, position, node, g, gs);
+}
 
 std::string BackwardTrace::str() const {
   std::string s = fmt::format("backward trace: {} step{} in execution order (reverse creation order)", steps.size(),
@@ -336,6 +353,28 @@ std::string to_dot(const Tensor& root, const DotOptions& o) {
     return id;
   };
 
+  // An input edge: its node when live, else the tensor when someone still holds it, else what the
+  // edge remembers (a constant nobody holds any more: its shape and dtype).
+  std::size_t anonymous = 0;
+  auto edge_id = [&](const InputEdge& e) -> std::string {
+    const auto pos = static_cast<std::size_t>(e.node_index);
+    if (e.requires_grad && !e.is_leaf() && pos < tape.size() && tape[pos].id == e.node_id && !tape[pos].released) {
+      if (!emitted.count(pos)) {
+        emitted[pos] = false;
+        todo.push_back(pos);
+      }
+      return fmt::format("n{}", pos);
+    }
+    if (const Tensor t = e.tensor(); t.defined()) return id_of(t, false);
+    const std::string id = fmt::format("u{}", anonymous++);
+    const bool constant = !e.requires_grad;
+    out += fmt::format("  {} [label=\"{}\", {}];\n", id,
+                       dot_escape(fmt::format("{}\n{} {}", constant ? "constant" : "(graph freed or on another thread)",
+                                              e.shape, dtype_name(e.dtype))),
+                       constant ? "shape=ellipse, style=dashed, color=gray40, fontcolor=gray30" : "shape=box, style=dashed");
+    return id;
+  };
+
   const std::string root_id = id_of(root, true);
   (void)root_id;
   while (!todo.empty()) {
@@ -344,7 +383,7 @@ std::string to_dot(const Tensor& root, const DotOptions& o) {
     const Node& n = tape[pos];
     std::string label = fmt::format("#{} {}\n{} {}", pos, n.op, n.out_shape, dtype_name(n.out_dtype));
     if (o.formulas) {
-      const std::string_view f = vjp_formula(n.op);
+      const std::string_view f = n.formula[0] != '\0' ? std::string_view(n.formula) : vjp_formula(n.op);
       label += fmt::format("\n{}", f.empty() ? "custom VJP" : f);
     }
     if (o.values) {
@@ -359,9 +398,9 @@ std::string to_dot(const Tensor& root, const DotOptions& o) {
                        dot_escape(label), emitted[pos] ? ", peripheries=2" : "");
     const std::size_t n_in = n.inputs.size();
     for (std::size_t k = 0; k < n_in; ++k) {
-      const Tensor& in = n.inputs[k];
-      if (!in.defined() || (!in.requires_grad() && !o.constants)) continue;
-      const std::string src = id_of(in, false);
+      const InputEdge& e = n.inputs[k];
+      if (!e.requires_grad && !o.constants) continue;
+      const std::string src = edge_id(e);
       out += fmt::format("  {} -> n{}{};\n", src, pos, n_in > 1 ? fmt::format(" [label=\"{}\"]", k) : "");
     }
   }
@@ -375,15 +414,26 @@ namespace {
 thread_local const void* innermost_anomaly = nullptr;  // the innermost guard's observer decides
 }  // namespace
 
-struct DetectAnomalyGuard::Observer : detail::RecordObserver {
+// Anomaly mode watches the engine as an observer of recording (the forward check, and keeping each
+// node's inputs so a backward error can show their values: nodes keep only what their VJP needs)
+// and of backward (every VJP's result).
+struct DetectAnomalyGuard::Observer : detail::RecordObserver, detail::BackwardObserver {
   AnomalyOptions options;
   const void* prev_innermost;
+  struct Kept {
+    std::uint64_t id = 0;
+    std::vector<Tensor> inputs;
+  };
+  std::unordered_map<std::size_t, Kept> kept;  // by tape position, while the guard lives
+  detail::ScopedBackwardObserver backward_scope{*this};
   explicit Observer(AnomalyOptions o) : options(o), prev_innermost(innermost_anomaly) { innermost_anomaly = this; }
   ~Observer() override { innermost_anomaly = prev_innermost; }
   Observer(const Observer&) = delete;
   Observer& operator=(const Observer&) = delete;
-  void on_record(std::size_t position, const Node& node, Tensor& out) override {
-    if (!options.check_forward || innermost_anomaly != this) return;
+  void on_record(std::size_t position, const Node& node, std::span<const Tensor> inputs, Tensor& out) override {
+    if (innermost_anomaly != this) return;
+    kept[position] = Kept{node.id, std::vector<Tensor>(inputs.begin(), inputs.end())};
+    if (!options.check_forward) return;
     const std::int64_t bad = first_non_finite(out, options.allow_forward_inf);
     if (bad < 0) return;
     const double v = out.to_vector()[static_cast<std::size_t>(bad)];
@@ -392,19 +442,20 @@ struct DetectAnomalyGuard::Observer : detail::RecordObserver {
         "inputs: {}. Fix the inputs at that position (e.g. clamp_min(x, 1e-12) before log, or add eps to a divisor), "
         "or pass AnomalyOptions{{.allow_forward_inf = true}} if infinities are intended (masks)",
         node_label(position, node), v, fmt_index(unravel_index(out.shape(), bad)), out.shape(), count_non_finite(out),
-        out.numel(), inputs_str(node)));
+        out.numel(), inputs_str(node, &kept[position].inputs)));
+  }
+  void on_vjp(std::size_t position, const Node& node, const Tensor& g, const Grads& gs) override {
+    if (innermost_anomaly != this) return;
+    const auto it = kept.find(position);
+    check_vjp_finite(position, node, g, gs, it != kept.end() && it->second.id == node.id ? &it->second.inputs : nullptr);
   }
 };
 
-DetectAnomalyGuard::DetectAnomalyGuard(AnomalyOptions options)
-    : prev_(detail::anomaly_enabled()), observer_(std::make_unique<Observer>(options)) {
-  detail::set_anomaly_enabled(true);
-}
+DetectAnomalyGuard::DetectAnomalyGuard(AnomalyOptions options) : observer_(std::make_unique<Observer>(options)) {}
 
-DetectAnomalyGuard::~DetectAnomalyGuard() {
-  observer_.reset();
-  detail::set_anomaly_enabled(prev_);
-}
+DetectAnomalyGuard::~DetectAnomalyGuard() { observer_.reset(); }
+
+bool is_anomaly_enabled() noexcept { return innermost_anomaly != nullptr; }
 
 // ---- check_tape ----
 
@@ -415,7 +466,7 @@ struct Recorder : detail::RecordObserver {
   std::vector<Tensor> outs;
   std::vector<std::size_t> positions;
   std::vector<const char*> ops;
-  void on_record(std::size_t position, const Node& node, Tensor& out) override {
+  void on_record(std::size_t position, const Node& node, std::span<const Tensor>, Tensor& out) override {
     outs.push_back(out);
     positions.push_back(position);
     ops.push_back(node.op);
@@ -440,7 +491,7 @@ struct Replay : detail::RecordObserver {
   bool leaf_mismatch = false;
 
   explicit Replay(const std::vector<const char*>& o) : ops(o) {}
-  void on_record(std::size_t, const Node& node, Tensor& out) override {
+  void on_record(std::size_t, const Node& node, std::span<const Tensor> inputs, Tensor& out) override {
     const std::size_t i = count++;
     if (i >= ops.size() || std::strcmp(ops[i], node.op) != 0)
       throw RuntimeError(fmt::format(
@@ -462,7 +513,7 @@ struct Replay : detail::RecordObserver {
       });
     }
     if (i == target) {
-      if (expect_leaf && (slot >= node.inputs.size() || node.inputs[slot].impl_ptr().get() != expect_leaf)) leaf_mismatch = true;
+      if (expect_leaf && (slot >= inputs.size() || inputs[slot].impl_ptr().get() != expect_leaf)) leaf_mismatch = true;
       result = out.to_vector();
       throw StopReplay{};
     }
@@ -517,7 +568,8 @@ TapeCheckReport check_tape(const Function& f, const std::vector<Tensor>& inputs,
     nc.op = ops[k];
     nc.site = site_str(node.site);
     nc.out_shape = outs[k].shape();
-    const std::vector<Tensor> node_inputs(node.inputs.begin(), node.inputs.end());
+    std::vector<Tensor> node_inputs;  // alive: f's inputs, or outputs the recorder holds
+    for (const InputEdge& e : node.inputs) node_inputs.push_back(e.tensor());
     const Tensor& out = outs[k];
     if (!is_floating(out.dtype())) {
       report.nodes.push_back(std::move(nc));
@@ -746,12 +798,12 @@ PrecisionRun precision_run(const Function& f, const std::vector<Tensor>& inputs,
       const Node& n = tape[rec.positions[i]];
       run.sites.push_back(site_str(n.site));
       std::vector<std::int64_t> src;
-      for (const Tensor& in : n.inputs) {
+      for (const InputEdge& e : n.inputs) {
         std::int64_t s = std::numeric_limits<std::int64_t>::min();
-        if (in.requires_grad() && !in.is_leaf()) {
-          if (auto it = index_of.find(static_cast<std::size_t>(in.impl().node_index)); it != index_of.end())
+        if (e.requires_grad && !e.is_leaf()) {
+          if (auto it = index_of.find(static_cast<std::size_t>(e.node_index)); it != index_of.end())
             s = static_cast<std::int64_t>(it->second);
-        } else {
+        } else if (const Tensor in = e.tensor(); in.defined()) {
           for (std::size_t q = 0; q < run.leaves.size(); ++q)
             if (run.leaves[q].same(in)) s = -1 - static_cast<std::int64_t>(q);
         }

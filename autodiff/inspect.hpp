@@ -63,7 +63,7 @@ struct TraceStep {
 // Filled by backward(out, {.trace = &trace}) (or grad(..., {.trace = &trace})): one step per node
 // that backward ran a VJP for, in execution order (reverse creation order). Steps accumulate over
 // several backward calls until clear().
-class BackwardTrace {
+class BackwardTrace : public detail::BackwardObserver {
  public:
   std::size_t max_values = 6;  // values kept per tensor
   std::vector<TraceStep> steps;
@@ -71,6 +71,7 @@ class BackwardTrace {
   void clear() { steps.clear(); }
   std::string str() const;  // one block per step: "#3 softmax  g [2, 3] ... -> dx [2, 3] ..."
   nlohmann::json to_json() const;
+  void on_vjp(std::size_t position, const Node& node, const Tensor& g, const Grads& gs) override;
 };
 std::ostream& operator<<(std::ostream& os, const BackwardTrace& t);
 
@@ -93,7 +94,7 @@ struct DotOptions {
 std::string to_dot(const Tensor& root, const DotOptions& options = {});
 
 // The VJP of a built-in op in short maths ("dx = y ⊙ (g − ⟨g,y⟩)"), or "" for an op it does not
-// know (custom ops).
+// know (custom ops). Transitional: recorded nodes carry their own formula (Node::formula).
 std::string_view vjp_formula(std::string_view op);
 
 // ---- anomaly mode ----
@@ -107,6 +108,9 @@ struct AnomalyOptions {
   bool check_forward = true;
   bool allow_forward_inf = false;  // -inf masks (masked_fill(x, mask, -inf)) are legitimate values
 };
+// torch.is_anomaly_enabled: whether a DetectAnomalyGuard is alive on this thread.
+bool is_anomaly_enabled() noexcept;
+
 class DetectAnomalyGuard {
  public:
   explicit DetectAnomalyGuard(AnomalyOptions options = {});
@@ -116,7 +120,6 @@ class DetectAnomalyGuard {
 
  private:
   struct Observer;
-  bool prev_;
   std::unique_ptr<Observer> observer_;
 };
 
@@ -197,11 +200,7 @@ std::ostream& operator<<(std::ostream& os, const PrecisionReport& r);
 // dtype (write x * 2.0, not x * tensor(2.0, kFloat64)).
 PrecisionReport precision_report(const Function& f, const std::vector<Tensor>& inputs);
 
-namespace detail {
-// Called by backward for each node when tracing / in anomaly mode.
-void trace_step(BackwardTrace& trace, std::size_t position, const Node& node, const Tensor& g, const Grads& gs);
-void check_vjp_finite(std::size_t position, const Node& node, const Tensor& g, const Grads& gs);
-}  // namespace detail
+
 
 }  // namespace tapegrad
 

@@ -7,16 +7,14 @@
 #include <optional>
 #include <span>
 
-#include "autodiff/inspect.hpp"
-#include "ops/elementwise.hpp"
 
 namespace tapegrad {
 
 namespace {
 
 thread_local bool grad_enabled = true;
-thread_local bool anomaly_on = false;
 thread_local detail::RecordObserver* observers = nullptr;  // newest first
+thread_local detail::ScopedBackwardObserver* backward_observers = nullptr;  // newest first
 
 std::atomic<std::uint64_t> next_tape_id{1};
 constexpr int kIdShift = 40;
@@ -38,8 +36,9 @@ struct Tape {
     if (n.released) return;
     // Destroying the closure and inputs may free tensors; that never touches the tape.
     n.vjp = nullptr;
+    n.fused = nullptr;
     n.inputs.clear();
-    n.saved_out = Tensor();
+    n.saved.clear();
     n.released = true;
     --live;
     live_bytes -= n.saved_bytes;
@@ -70,46 +69,64 @@ struct BackwardScope {
   ~BackwardScope() { --t.in_backward; }
 };
 
-[[noreturn]] void throw_released(const char* who, const Tape& tape, const TensorImpl& impl) {
-  const auto idx = static_cast<std::size_t>(impl.node_index);
+// Where a tensor or an input edge sits in the graph.
+struct GraphRef {
+  std::uint64_t node_id;
+  std::int64_t node_index;
+  const char* op;
+};
+GraphRef ref_of(const TensorImpl& t) { return {t.node_id, t.node_index, t.op}; }
+GraphRef ref_of(const InputEdge& e) { return {e.node_id, e.node_index, e.op}; }
+
+[[noreturn]] void throw_released(const char* who, const Tape& tape, GraphRef r) {
+  const auto idx = static_cast<std::size_t>(r.node_index);
   // The node may already be swept off the tape; the tensor remembers its op's name.
-  std::string op = impl.op ? impl.op : "?";
-  if (idx < tape.nodes.size() && tape.nodes[idx].id == impl.node_id) op = tape.nodes[idx].op;
+  std::string op = r.op ? r.op : "?";
+  if (idx < tape.nodes.size() && tape.nodes[idx].id == r.node_id) op = tape.nodes[idx].op;
   throw RuntimeError(fmt::format(
       "{}: the graph through '{}' (node #{}) was already freed by an earlier backward; pass "
       "BackwardOptions{{.retain_graph = true}} to the first backward to walk a graph twice",
-      who, op, impl.node_index));
+      who, op, r.node_index));
 }
 
 // Position of the node that produced `t` on this thread's tape; throws when it is gone.
-std::size_t node_position(const char* who, const Tape& tape, const TensorImpl& impl) {
-  if (!tape.owns(impl.node_id))
+std::size_t node_position(const char* who, const Tape& tape, GraphRef r) {
+  if (!tape.owns(r.node_id))
     throw RuntimeError(fmt::format(
         "{}: this tensor was recorded on another thread's tape; each thread differentiates its "
         "own graphs (compute it on this thread, or detach() it to use it as a constant)",
         who));
-  const auto idx = static_cast<std::size_t>(impl.node_index);
-  if (idx >= tape.nodes.size() || tape.nodes[idx].id != impl.node_id || tape.nodes[idx].released)
-    throw_released(who, tape, impl);
+  const auto idx = static_cast<std::size_t>(r.node_index);
+  if (idx >= tape.nodes.size() || tape.nodes[idx].id != r.node_id || tape.nodes[idx].released)
+    throw_released(who, tape, r);
   return idx;
 }
 
 Tensor detached_copy(const Tensor& g) { return g.contiguous_copy_detached(); }
 
 void check_grad_shape(const Node& n, std::size_t k, const Tensor& g) {
-  const Tensor& in = n.inputs[k];
-  if (g.shape() != in.shape() || g.dtype() != in.dtype())
+  const InputEdge& in = n.inputs[k];
+  if (g.shape() != in.shape || g.dtype() != in.dtype)
     throw RuntimeError(fmt::format(
         "backward: the vjp of '{}' returned a gradient of shape {} ({}) for input {} of shape {} "
         "({}); a VJP must return one gradient per input with that input's shape and dtype",
-        n.op, g.shape(), dtype_name(g.dtype()), k, in.shape(), dtype_name(in.dtype())));
+        n.op, g.shape(), dtype_name(g.dtype()), k, in.shape, dtype_name(in.dtype)));
+}
+
+// a + b for two gradients of one shape and dtype: the engine's only arithmetic, recorded (as "add")
+// when backward runs with create_graph, so the engine needs nothing from ops/.
+Tensor add_grads(const Tensor& a, const Tensor& b) {
+  Tensor out = Tensor::empty(a.shape(), a.dtype());
+  dispatch_float(a.dtype(), [&]<class T>() { out.mutable_array<T>() = a.array<T>() + b.array<T>(); });
+  record({"add", "da = g, db = g"}, {a, b}, out, {}, [](const Tensor& g, const Saved&) { return Grads{g, g}; });
+  return out;
 }
 
 void accumulate(Tensor& slot, Tensor g) {
   if (!slot.defined())
     slot = std::move(g);
   else
-    slot = add(slot, g);  // recorded when create_graph is on (grad mode is on then)
+    slot = add_grads(slot, g);  // recorded when create_graph is on (grad mode is on then)
 }
 
 // True when nothing but `g` can see its values: then a leaf may keep it as .grad and later add
@@ -125,7 +142,7 @@ void accumulate_leaf(TensorImpl& leaf, Tensor g, bool create_graph) {
     // of a fresh allocation every step).
     leaf.grad = create_graph || exclusively_owned(g) ? g.impl_ptr() : detached_copy(g).impl_ptr();
   } else if (create_graph || leaf.grad->requires_grad) {
-    leaf.grad = add(Tensor(leaf.grad), g).impl_ptr();
+    leaf.grad = add_grads(Tensor(leaf.grad), g).impl_ptr();
   } else {
     Tensor acc(leaf.grad);
     dispatch_float(acc.dtype(), [&]<class T>() { acc.mutable_array<T>() += g.array<T>(); });
@@ -145,7 +162,7 @@ struct Request {
   bool retain_graph;
   bool create_graph;
   bool allow_unused;
-  BackwardTrace* trace;
+  detail::BackwardObserver* trace;
 };
 
 std::vector<Tensor> run_backward(Request r) {
@@ -200,33 +217,33 @@ std::vector<Tensor> run_backward(Request r) {
   std::int64_t top = -1;
   for (const Tensor& out : r.outputs)
     if (!out.is_leaf())
-      top = std::max<std::int64_t>(top, static_cast<std::int64_t>(node_position(r.who, tape, out.impl())));
+      top = std::max<std::int64_t>(top, static_cast<std::int64_t>(node_position(r.who, tape, ref_of(out.impl()))));
 
   // Pre-pass: mark the nodes the gradient reaches and fail now, before any .grad changes, if one
   // of them was released.
   const auto n_nodes = static_cast<std::size_t>(top + 1);
   PooledVector<std::uint8_t> needed(n_nodes, 0);
   for (const Tensor& out : r.outputs)
-    if (!out.is_leaf()) needed[node_position(r.who, tape, out.impl())] = 1;
+    if (!out.is_leaf()) needed[node_position(r.who, tape, ref_of(out.impl()))] = 1;
   for (std::int64_t i = top; i >= 0; --i) {
     const auto idx = static_cast<std::size_t>(i);
     if (!needed[idx]) continue;
-    for (const Tensor& in : tape.nodes[idx].inputs)
-      if (in.requires_grad() && !in.is_leaf()) needed[node_position(r.who, tape, in.impl())] = 1;
+    for (const InputEdge& in : tape.nodes[idx].inputs)
+      if (in.requires_grad && !in.is_leaf()) needed[node_position(r.who, tape, ref_of(in))] = 1;
   }
 
   PooledVector<std::uint8_t> keep(n_nodes, 0);  // slots to read after the loop (captured non-leaves)
   if (r.capture)
     for (const Tensor& in : *r.capture)
       if (!in.is_leaf()) {
-        const auto idx = node_position(r.who, tape, in.impl());
+        const auto idx = node_position(r.who, tape, ref_of(in.impl()));
         if (idx < n_nodes) keep[idx] = 1;
       }
 
   const bool create = r.create_graph;
   const bool retain = r.retain_graph || create;
-  BackwardTrace* const trace = r.trace;
-  const bool anomaly = anomaly_on;
+  detail::BackwardObserver* const trace = r.trace;
+  const bool observed = trace != nullptr || backward_observers != nullptr;
   GradModeGuard mode(create);
   std::optional<BackwardScope> scope(std::in_place, tape);
 
@@ -252,26 +269,30 @@ std::vector<Tensor> run_backward(Request r) {
       if (!r.capture)
         if (const auto o = node.out.lock(); o && o->retains_grad)  // retain_grad(): a copy, g flows on
           accumulate_leaf(*o, create ? g : detached_copy(g), create);
-      Grads gs = node.vjp(g, node.saved_out, node.inputs);
+      // The engine picks the VJP: the formula when this backward is recorded, else the fused
+      // kernel when the op has one.
+      const Vjp& vjp = !create && node.fused ? node.fused : node.vjp;
+      Grads gs = vjp(g, Saved(node));
       if (gs.size() != node.inputs.size())
         throw RuntimeError(fmt::format(
             "backward: the vjp of '{}' returned {} gradients for {} inputs (expected one per "
             "input; an undefined Tensor stands for zero)",
             node.op, gs.size(), node.inputs.size()));
-      if (trace || anomaly) [[unlikely]] {
-        if (trace) detail::trace_step(*trace, idx, node, g, gs);
-        if (anomaly) detail::check_vjp_finite(idx, node, g, gs);
+      if (observed) [[unlikely]] {
+        if (trace) trace->on_vjp(idx, node, g, gs);
+        for (detail::ScopedBackwardObserver* o = backward_observers; o; o = o->previous)
+          o->observer.on_vjp(idx, node, g, gs);
       }
       for (std::size_t k = 0; k < gs.size(); ++k) {
-        const Tensor& in = node.inputs[k];
-        if (!gs[k].defined() || !in.requires_grad()) continue;
+        const InputEdge& in = node.inputs[k];
+        if (!gs[k].defined() || !in.requires_grad) continue;
         check_grad_shape(node, k, gs[k]);
         if (!in.is_leaf()) {
-          accumulate(slots[static_cast<std::size_t>(in.impl().node_index)], std::move(gs[k]));
+          accumulate(slots[static_cast<std::size_t>(in.node_index)], std::move(gs[k]));
         } else if (r.capture) {
-          if (Tensor* c = capture_leaf(in.impl())) accumulate(*c, gs[k]);
+          if (Tensor* c = capture_leaf(*in.leaf)) accumulate(*c, gs[k]);
         } else {
-          accumulate_leaf(in.impl(), std::move(gs[k]), create);
+          accumulate_leaf(*in.leaf, std::move(gs[k]), create);
         }
       }
     }
@@ -310,8 +331,9 @@ void NodeStore::pop_back() {
   // Slots are reused: clear what holds memory (a released node has nothing else left).
   Node& n = (*this)[--size_];
   n.vjp = nullptr;
+  n.fused = nullptr;
   n.inputs.clear();
-  n.saved_out = Tensor();
+  n.saved.clear();
   n.out.reset();
 }
 
@@ -338,8 +360,10 @@ bool should_record(const std::vector<Tensor>& inputs) {
   return false;
 }
 
-void record_node(const char* op, InputList inputs, Tensor& out, Vjp vjp, bool save_out) {
+void record_node(OpDef def, std::span<const Tensor> inputs, Tensor& out, std::span<const Tensor> saved, Vjp vjp,
+                 Vjp fused, std::size_t closure_bytes) {
   Tape& tape = this_tape();
+  const char* op = def.op;
   TensorImpl& o = out.impl();
   if (o.requires_grad || o.node_id != 0)
     throw RuntimeError(fmt::format(
@@ -356,9 +380,28 @@ void record_node(const char* op, InputList inputs, Tensor& out, Vjp vjp, bool sa
   Node& n = tape.nodes.emplace_back();  // a cleared slot, filled in place
   n.id = tape.new_id();
   n.op = op;
-  n.inputs = std::move(inputs);
+  n.formula = def.formula ? def.formula : "";
+  std::size_t leaf_bytes = 0;
+  n.inputs.resize(inputs.size());
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    const TensorImpl& t = inputs[k].impl();
+    InputEdge& e = n.inputs[k];
+    e.shape = t.shape;
+    e.dtype = t.dtype;
+    e.requires_grad = t.requires_grad;
+    e.node_id = t.node_id;
+    e.node_index = t.node_index;
+    e.op = t.op;
+    e.leaf = nullptr;
+    e.ref = inputs[k].impl_ptr();
+    if (t.requires_grad && t.node_id == 0) {
+      e.leaf = inputs[k].impl_ptr();
+      leaf_bytes += static_cast<std::size_t>(t.shape.numel()) * dtype_size(t.dtype);
+    }
+  }
   n.out = out.impl_ptr();
   n.vjp = std::move(vjp);
+  n.fused = std::move(fused);
   n.out_shape = o.shape;
   n.out_dtype = o.dtype;
   n.released = false;
@@ -368,31 +411,59 @@ void record_node(const char* op, InputList inputs, Tensor& out, Vjp vjp, bool sa
   o.node_index = static_cast<std::int64_t>(tape.nodes.size() - 1);
   o.node_id = n.id;
   o.op = op;
-  if (save_out) {
-    // The VJP sees the output as a tensor with the same value and graph position. Large values
-    // share out's storage; inline ones are copied, so the node does not keep out's handle alive
-    // (a node whose output nobody holds can then be dropped).
-    Tensor saved = o.storage ? out.alias(o.shape) : out.contiguous_copy_detached();
-    TensorImpl& s = saved.impl();
+  std::size_t saved_bytes = 0;
+  n.saved.reserve(saved.size());
+  for (const Tensor& t : saved) {
+    if (t.defined()) saved_bytes += static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype());
+    if (!t.defined() || t.impl_ptr() != out.impl_ptr()) {
+      n.saved.push_back(t);
+      continue;
+    }
+    // The output: the VJP sees a tensor with the same value and graph position. Large values share
+    // out's storage; inline ones are copied, so the node does not keep out's handle alive (a node
+    // whose output nobody holds can then be dropped).
+    Tensor alias = o.storage ? out.alias(o.shape) : out.contiguous_copy_detached();
+    TensorImpl& s = alias.impl();
     s.requires_grad = true;
     s.node_index = o.node_index;
     s.node_id = o.node_id;
     s.op = op;
-    n.saved_out = std::move(saved);
+    n.saved.push_back(std::move(alias));
   }
-  // Statistics: what this node keeps alive (as tape_stats counts it), and the peaks.
-  std::size_t bytes = 0;
-  for (const Tensor& in : n.inputs) bytes += static_cast<std::size_t>(in.numel()) * dtype_size(in.dtype());
-  if (save_out) bytes += static_cast<std::size_t>(o.shape.numel()) * dtype_size(o.dtype);
-  n.saved_bytes = bytes;
-  tape.live_bytes += bytes;
+  // Statistics: what this node keeps alive, and the peaks.
+  n.saved_bytes = saved_bytes;
+  n.leaf_bytes = leaf_bytes;
+  n.closure_bytes = closure_bytes;
+  tape.live_bytes += saved_bytes;
   ++tape.live;
   if (tape.live > tape.peak_live) tape.peak_live = tape.live;
   if (tape.live_bytes > tape.peak_bytes) tape.peak_bytes = tape.live_bytes;
   if (observers) [[unlikely]] {
     const std::size_t pos = tape.nodes.size() - 1;
-    for (RecordObserver* obs = observers; obs; obs = obs->previous()) obs->on_record(pos, tape.nodes[pos], out);
+    for (RecordObserver* obs = observers; obs; obs = obs->previous()) obs->on_record(pos, tape.nodes[pos], inputs, out);
   }
+}
+
+void record_legacy(const char* op, std::span<const Tensor> inputs, Tensor& out, bool save_out,
+                   SmallFunction<Grads(const Tensor&, const Tensor&, const InputList&), 64> vjp) {
+  // Saves every input (and the output first, when asked); the wrapper rebuilds the old arguments.
+  std::vector<Tensor> saved;
+  saved.reserve(inputs.size() + 1);
+  if (save_out) saved.push_back(out);
+  saved.insert(saved.end(), inputs.begin(), inputs.end());
+  struct Legacy {
+    std::shared_ptr<SmallFunction<Grads(const Tensor&, const Tensor&, const InputList&), 64>> f;
+    bool save_out;
+    Grads operator()(const Tensor& g, const Saved& s) const {
+      const std::size_t first = save_out ? 1 : 0;
+      InputList in;
+      in.reserve(s.size() - first);
+      for (std::size_t i = first; i < s.size(); ++i) in.push_back(s[i]);
+      return (*f)(g, save_out ? s[0] : Tensor(), in);
+    }
+  };
+  auto f = std::make_shared<SmallFunction<Grads(const Tensor&, const Tensor&, const InputList&), 64>>(std::move(vjp));
+  record_node({op, nullptr}, inputs, out, saved, Vjp(Legacy{std::move(f), save_out}), Vjp(), 0);
 }
 
 RecordObserver::RecordObserver() : prev_(observers) { observers = this; }
@@ -401,8 +472,13 @@ RecordObserver::~RecordObserver() {
   observers = prev_;
 }
 
-bool anomaly_enabled() noexcept { return anomaly_on; }
-void set_anomaly_enabled(bool on) noexcept { anomaly_on = on; }
+ScopedBackwardObserver::ScopedBackwardObserver(BackwardObserver& o) : observer(o), previous(backward_observers) {
+  backward_observers = this;
+}
+ScopedBackwardObserver::~ScopedBackwardObserver() {
+  assert(backward_observers == this && "ScopedBackwardObservers must be destroyed in reverse order of creation");
+  backward_observers = previous;
+}
 
 }  // namespace detail
 
@@ -440,8 +516,9 @@ std::string bytes_str(std::size_t b) {
 }  // namespace
 
 std::string TapeStats::str() const {
-  return fmt::format("tape: {} nodes ({} live, peak {}), saved tensors {} (peak {})", nodes, live_nodes, peak_live_nodes,
-                     bytes_str(saved_bytes), bytes_str(peak_saved_bytes));
+  return fmt::format("tape: {} nodes ({} live, peak {}), saved tensors {} (peak {}), leaves {}, nodes {}", nodes,
+                     live_nodes, peak_live_nodes, bytes_str(saved_bytes), bytes_str(peak_saved_bytes), bytes_str(leaf_bytes),
+                     bytes_str(node_bytes));
 }
 
 void reset_peak() {
@@ -457,9 +534,10 @@ TapeStats tape_stats() {
   for (const Node& n : tape.nodes) {
     if (n.released) continue;
     ++s.live_nodes;
-    for (const Tensor& in : n.inputs) s.saved_bytes += static_cast<std::size_t>(in.numel()) * dtype_size(in.dtype());
-    if (n.saved_out.defined())
-      s.saved_bytes += static_cast<std::size_t>(n.saved_out.numel()) * dtype_size(n.saved_out.dtype());
+    s.saved_bytes += n.saved_bytes;
+    s.leaf_bytes += n.leaf_bytes;
+    s.node_bytes += sizeof(Node) + n.inputs.capacity() * sizeof(InputEdge) + n.saved.capacity() * sizeof(Tensor) +
+                    n.closure_bytes;
   }
   s.peak_live_nodes = std::max(tape.peak_live, s.live_nodes);
   s.peak_saved_bytes = std::max(tape.peak_bytes, s.saved_bytes);

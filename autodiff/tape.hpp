@@ -12,7 +12,10 @@
 // tensors); the tape also drops trailing nodes whose outputs nobody can reach any more, so a
 // training loop or an evaluation without NoGradGuard does not grow the tape.
 #include <cstdint>
+#include <array>
+#include <cassert>
 #include <functional>
+#include <span>
 #include <type_traits>
 #include <memory>
 #include "autodiff/source_location.hpp"
@@ -53,16 +56,21 @@ class NoGradGuard : public GradModeGuard {
 };
 
 // ---- recording ----
-// A VJP maps the upstream gradient g (shape of out) to one gradient per input (shape of that
-// input; an undefined Tensor means zero). `out` is the op's output when the op asked to save it
-// (save_out), else undefined. VJPs are written with tapegrad's own ops, so when backward runs with
-// create_graph they are recorded too and can be differentiated again.
-// A VJP is written (g, out) -> Grads, capturing what it needs, or (g, out, inputs) -> Grads,
-// reading the op's inputs from the node instead of capturing copies of them (cheaper: every
-// copied handle is a reference-count update).
-// Grads and InputList come from a per-thread pool, and the VJP closure is stored inline when it is
-// at most 64 bytes: recording an op then costs no trip to malloc beyond the output's value.
-using InputList = std::vector<Tensor, detail::PoolAllocator<Tensor>>;
+// An op records one node: which inputs it read (their shape, dtype and place in the graph, not their
+// values), the tensors its VJP needs (`saved`: often the output, sometimes an input, sometimes a
+// buffer the forward computed for a fused backward), the formula as a string, and the VJP twice:
+//
+//   formula   g -> one gradient per input, written with tapegrad's own ops. Backward with
+//             create_graph runs it with recording on, so it can be differentiated again.
+//   fused     optional: the same maths as a hand-written kernel (ops/kernels/), run when nothing is
+//             recorded (backward without create_graph). Tests check that the two agree.
+//
+// The engine makes the choice; a VJP never asks GradMode. A VJP reads what it needs through Saved
+// (s[i]: the i-th saved tensor; s.shape(k), s.dtype(k), s.needs_grad(k): input k) and captures only
+// plain values (dims, scalars, shapes): closures must be trivially destructible, so that everything
+// a node keeps alive is on the node where tape_stats counts it.
+class Saved;
+struct Node;
 
 // One gradient per input. Grads{a, b} moves temporaries in (a std::initializer_list would copy).
 class Grads : public std::vector<Tensor, detail::PoolAllocator<Tensor>> {
@@ -78,20 +86,57 @@ class Grads : public std::vector<Tensor, detail::PoolAllocator<Tensor>> {
   Grads(const std::vector<Tensor>& grads) : Base(grads.begin(), grads.end()) {}  // NOLINT
 };
 
-using Vjp = detail::SmallFunction<Grads(const Tensor& g, const Tensor& out, const InputList& inputs), 64>;
+using Vjp = detail::SmallFunction<Grads(const Tensor& g, const Saved& saved), 48>;
+
+// An input as its node remembers it: enough to route a gradient, no values (a leaf that requires
+// grad is referenced, since its .grad is filled; tape_stats counts those bytes as leaf_bytes).
+struct InputEdge {
+  std::shared_ptr<TensorImpl> leaf;  // a leaf that requires grad, else null
+  std::weak_ptr<TensorImpl> ref;     // the input itself, for inspection while someone else holds it
+  std::int64_t node_index = -1;      // the producing node's position (non-leaves)
+  std::uint64_t node_id = 0;         // the producing node's id; 0: a leaf or a constant
+  const char* op = nullptr;          // the producing node's op (named in errors after it is gone)
+  Shape shape;
+  DType dtype = DType::Float32;
+  bool requires_grad = false;
+  bool is_leaf() const { return node_id == 0; }
+  // The input tensor when it is still alive (always for leaves that require grad), else undefined.
+  Tensor tensor() const { return leaf ? Tensor(leaf) : Tensor(ref.lock()); }
+};
+using InputEdges = std::vector<InputEdge, detail::PoolAllocator<InputEdge>>;
+using SavedTensors = std::vector<Tensor, detail::PoolAllocator<Tensor>>;
 
 struct Node {
   std::uint64_t id = 0;
   const char* op = "";
-  InputList inputs;
-  std::weak_ptr<TensorImpl> out;  // weak: a node whose output nobody holds can be dropped
-  Tensor saved_out;                // shares out's storage and node, only if the op asked
-  Vjp vjp;
+  const char* formula = "";        // the VJP in short maths, shown by to_dot, explain and traces
+  InputEdges inputs;
+  SavedTensors saved;              // what the VJP reads; the output appears as an alias
+  std::weak_ptr<TensorImpl> out;   // weak: a node whose output nobody holds can be dropped
+  Vjp vjp;                         // the formula (tensor ops)
+  Vjp fused;                       // optional fast path, used when backward records nothing
   Shape out_shape;
   DType out_dtype = DType::Float32;
   bool released = false;
-  std::size_t saved_bytes = 0;     // inputs + saved_out when recorded (tape statistics)
+  std::size_t saved_bytes = 0;     // bytes of `saved` when recorded
+  std::size_t leaf_bytes = 0;      // bytes of the leaves `inputs` refer to
+  std::size_t closure_bytes = 0;   // VJP closures stored outside the node (larger than Vjp's buffer)
   SourceLocation site{};     // where the user called the op, when the op said so (line 0: unknown)
+};
+
+// What a VJP reads: the saved tensors and the inputs' metadata.
+class Saved {
+ public:
+  explicit Saved(const Node& n) : n_(&n) {}
+  const Tensor& operator[](std::size_t i) const { return n_->saved[i]; }
+  std::size_t size() const { return n_->saved.size(); }
+  const Shape& shape(std::size_t input) const { return n_->inputs[input].shape; }
+  DType dtype(std::size_t input) const { return n_->inputs[input].dtype; }
+  bool needs_grad(std::size_t input) const { return n_->inputs[input].requires_grad; }
+  std::size_t inputs() const { return n_->inputs.size(); }
+
+ private:
+  const Node* n_;
 };
 
 // The tape's node storage: fixed-size chunks, so references stay valid while backward with
@@ -134,6 +179,13 @@ class NodeStore {
 
 using TensorRefs = std::initializer_list<std::reference_wrapper<const Tensor>>;
 
+// The name, and the VJP in short maths (g = upstream gradient, y = output, ⊙ = elementwise
+// product), e.g. {"softmax", "dx = y ⊙ (g − Σ g ⊙ y)"}. Both must outlive the tape (literals).
+struct OpDef {
+  const char* op;
+  const char* formula;
+};
+
 // ---- creation sites ----
 // Each node keeps the call site that was current when it was recorded (autodiff/site.hpp: ops
 // open a SiteScope with the caller's SourceLocation), so anomaly errors and traces can
@@ -142,66 +194,140 @@ using TensorRefs = std::initializer_list<std::reference_wrapper<const Tensor>>;
 std::string site_str(const SourceLocation& site);
 
 namespace detail {
-// Inspection tools (anomaly mode, check_tape, precision_report; autodiff/inspect.hpp) watch
-// recording through observers: each is called after a node is on the tape, newest observer first,
-// with the node's position and its output (which it may read, or, for check_tape's replays,
-// perturb). Without observers recording pays one thread-local load and branch.
+// Observers watch the engine without the engine knowing them (inspection tools: anomaly mode,
+// traces, check_tape, precision_report live in autodiff/inspect.cpp, above the engine).
+// A RecordObserver is called after a node is on the tape, newest observer first, with the node's
+// position, the input tensors as the op passed them, and its output (which it may read or, for
+// check_tape's replays, perturb). Without observers recording pays one thread-local load and branch.
 class RecordObserver {
  public:
   RecordObserver();   // installs itself on this thread
   virtual ~RecordObserver();  // uninstalls (observers are scoped: destroy in reverse order)
   RecordObserver(const RecordObserver&) = delete;
   RecordObserver& operator=(const RecordObserver&) = delete;
-  virtual void on_record(std::size_t position, const Node& node, Tensor& out) = 0;
+  virtual void on_record(std::size_t position, const Node& node, std::span<const Tensor> inputs, Tensor& out) = 0;
   RecordObserver* previous() const { return prev_; }
 
  private:
   RecordObserver* prev_;
 };
 
-// Anomaly mode (DetectAnomalyGuard) on this thread: backward checks every VJP result.
-bool anomaly_enabled() noexcept;
-void set_anomaly_enabled(bool on) noexcept;
+// A BackwardObserver is called after each VJP backward runs, with the node, its incoming gradient
+// and the gradients it returned (before they are accumulated). Installed for a scope (anomaly
+// mode) or passed to one backward (BackwardOptions::trace).
+class BackwardObserver {
+ public:
+  virtual ~BackwardObserver() = default;
+  virtual void on_vjp(std::size_t position, const Node& node, const Tensor& g, const Grads& gs) = 0;
+};
+// Scoped installation on this thread (newest first); backward calls every installed observer.
+class ScopedBackwardObserver {
+ public:
+  explicit ScopedBackwardObserver(BackwardObserver& o);
+  ~ScopedBackwardObserver();
+  ScopedBackwardObserver(const ScopedBackwardObserver&) = delete;
+  ScopedBackwardObserver& operator=(const ScopedBackwardObserver&) = delete;
+  BackwardObserver& observer;
+  ScopedBackwardObserver* previous;
+};
 
 bool should_record(TensorRefs inputs);
 bool should_record(const std::vector<Tensor>& inputs);
-void record_node(const char* op, InputList inputs, Tensor& out, Vjp vjp, bool save_out);
+void record_node(OpDef def, std::span<const Tensor> inputs, Tensor& out, std::span<const Tensor> saved, Vjp vjp,
+                 Vjp fused, std::size_t closure_bytes);
 
 template <class F>
-Vjp make_vjp(F&& f) {
-  if constexpr (std::is_invocable_v<F&, const Tensor&, const Tensor&, const InputList&>)
-    return Vjp(std::forward<F>(f));
-  else
-    return Vjp([f = std::forward<F>(f)](const Tensor& g, const Tensor& out, const InputList&) { return f(g, out); });
+constexpr void check_vjp_closure() {
+  static_assert(std::is_invocable_r_v<Grads, F&, const Tensor&, const Saved&>,
+                "a VJP is [captures](const Tensor& g, const Saved& s) -> Grads");
+  static_assert(std::is_trivially_destructible_v<F>,
+                "a VJP captures only plain values (dims, scalars, Shape); put the tensors it needs in `saved` "
+                "so that tape_stats counts them");
 }
+template <class F>
+constexpr std::size_t heap_bytes() {
+  return sizeof(F) <= 48 ? 0 : sizeof(F);
+}
+
+template <class Formula, class Fused>
+void record_impl(OpDef def, std::span<const Tensor> inputs, Tensor& out, std::span<const Tensor> saved, Formula&& formula,
+                 Fused&& fused) {
+  using F1 = std::decay_t<Formula>;
+  check_vjp_closure<F1>();
+  std::size_t closure = heap_bytes<F1>();
+  Vjp fast;
+  if constexpr (!std::is_same_v<std::decay_t<Fused>, std::nullptr_t>) {
+    using F2 = std::decay_t<Fused>;
+    check_vjp_closure<F2>();
+    closure += heap_bytes<F2>();
+    fast = Vjp(std::forward<Fused>(fused));
+  }
+  record_node(def, inputs, out, saved, Vjp(std::forward<Formula>(formula)), std::move(fast), closure);
+}
+
+template <std::size_t N>
+struct TensorArray {  // a few handles copied off a TensorRefs list (no allocation)
+  std::array<Tensor, N> items;
+  std::size_t n = 0;
+  std::span<const Tensor> span() const { return {items.data(), n}; }
+};
 }  // namespace detail
 
-// Records out = op(inputs) with its VJP, if grad mode is on and an input requires grad.
-// The lambda is only stored when something is recorded.
+// Records out = op(inputs), if grad mode is on and an input requires grad (else does nothing and
+// the closures are never stored). `saved` lists the tensors the VJPs read, in the order s[i]
+// returns them; listing `out` itself saves the output (as an alias that does not keep the node alive).
+template <class Formula, class Fused = std::nullptr_t>
+void record(OpDef def, TensorRefs inputs, Tensor& out, TensorRefs saved, Formula&& formula, Fused&& fused = nullptr) {
+  if (!detail::should_record(inputs)) return;
+  std::array<Tensor, 4> in{}, sv{};
+  assert(inputs.size() <= 4 && saved.size() <= 4 && "use the std::vector overload for more than 4 tensors");
+  std::size_t ni = 0, ns = 0;
+  for (const Tensor& t : inputs) in[ni++] = t;
+  for (const Tensor& t : saved) sv[ns++] = t;
+  detail::record_impl(def, {in.data(), ni}, out, {sv.data(), ns}, std::forward<Formula>(formula),
+                      std::forward<Fused>(fused));
+}
+template <class Formula, class Fused = std::nullptr_t>
+void record(OpDef def, const std::vector<Tensor>& inputs, Tensor& out, const std::vector<Tensor>& saved,
+            Formula&& formula, Fused&& fused = nullptr) {
+  if (!detail::should_record(inputs)) return;
+  detail::record_impl(def, inputs, out, saved, std::forward<Formula>(formula), std::forward<Fused>(fused));
+}
+
+// ---- transitional: the record API before issue 13 ----
+// record(op, inputs, out, vjp, save_out) with vjp (g, out) or (g, out, inputs): saves every input
+// (and the output when save_out). Ops are being moved to the record above; this goes when none is left.
+using InputList = std::vector<Tensor, detail::PoolAllocator<Tensor>>;
+namespace detail {
+void record_legacy(const char* op, std::span<const Tensor> inputs, Tensor& out, bool save_out,
+                   SmallFunction<Grads(const Tensor&, const Tensor&, const InputList&), 64> vjp);
+}
 template <class F>
 void record(const char* op, TensorRefs inputs, Tensor& out, F&& vjp, bool save_out = false) {
   if (!detail::should_record(inputs)) return;
-  InputList list;
-  list.reserve(inputs.size());
-  for (const Tensor& t : inputs) list.push_back(t);
-  detail::record_node(op, std::move(list), out, detail::make_vjp(std::forward<F>(vjp)), save_out);
+  std::vector<Tensor> in;
+  in.reserve(inputs.size());
+  for (const Tensor& t : inputs) in.push_back(t);
+  record(op, in, out, std::forward<F>(vjp), save_out);
 }
 template <class F>
 void record(const char* op, const std::vector<Tensor>& inputs, Tensor& out, F&& vjp, bool save_out = false) {
   if (!detail::should_record(inputs)) return;
-  detail::record_node(op, InputList(inputs.begin(), inputs.end()), out, detail::make_vjp(std::forward<F>(vjp)),
-                      save_out);
+  if constexpr (std::is_invocable_v<F&, const Tensor&, const Tensor&, const InputList&>)
+    detail::record_legacy(op, inputs, out, save_out, std::forward<F>(vjp));
+  else
+    detail::record_legacy(op, inputs, out, save_out,
+                          [f = std::forward<F>(vjp)](const Tensor& g, const Tensor& y, const InputList&) { return f(g, y); });
 }
 
 // ---- backward ----
-class BackwardTrace;  // autodiff/inspect.hpp
 
 struct BackwardOptions {
   bool retain_graph = false;  // keep the nodes so the graph can be walked again
   bool create_graph = false;  // record the backward computation (implies retain_graph)
   // When set, every node backward runs is appended to *trace, in execution order: op, incoming
-  // gradient, produced input gradients (autodiff/inspect.hpp). Off (nullptr): no cost.
-  BackwardTrace* trace = nullptr;
+  // gradient, produced input gradients (a BackwardTrace, autodiff/inspect.hpp). Off (nullptr): no cost.
+  detail::BackwardObserver* trace = nullptr;
 };
 
 // backward(loss): loss must have one element; grad_out = 1.
@@ -213,7 +339,7 @@ struct GradOptions {
   bool retain_graph = false;  // PyTorch's default is create_graph; see grad()
   bool create_graph = false;
   bool allow_unused = false;  // an input the outputs do not depend on gets an undefined Tensor
-  BackwardTrace* trace = nullptr;  // as in BackwardOptions
+  detail::BackwardObserver* trace = nullptr;  // as in BackwardOptions
 };
 
 // torch.autograd.grad: d(sum_i <grad_outputs[i], outputs[i]>)/d inputs, returned rather than
@@ -224,14 +350,19 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
 
 // ---- inspection ----
 struct TapeStats {
-  std::size_t nodes = 0;        // entries on this thread's tape (live or released)
-  std::size_t live_nodes = 0;   // entries still holding a VJP
-  std::size_t saved_bytes = 0;  // bytes of live nodes' inputs and saved outputs (not buffers a VJP
-                                // closure captures privately, such as cross_entropy's); a tensor
-                                // saved by two nodes counts twice
+  std::size_t nodes = 0;         // entries on this thread's tape (live or released)
+  std::size_t live_nodes = 0;    // entries still holding a VJP
+  std::size_t saved_bytes = 0;   // values live nodes saved for their VJPs (outputs, inputs, buffers
+                                 // for fused backwards); a tensor saved by two nodes counts twice
+  std::size_t leaf_bytes = 0;    // values of the leaves live nodes refer to (usually parameters the
+                                 // model holds anyway); a leaf used by two nodes counts twice
+  std::size_t node_bytes = 0;    // the nodes themselves: live entries, their input edges and saved
+                                 // handles, and VJP closures too large to sit in the node
   std::size_t peak_live_nodes = 0;   // the largest live_nodes since reset_peak() (or thread start)
   std::size_t peak_saved_bytes = 0;  // the largest saved_bytes since then
-  std::string str() const;      // "tape: 12 nodes (12 live, peak 40), saved 3.1 KiB (peak 9.4 KiB)"
+  std::size_t held_bytes() const { return saved_bytes + leaf_bytes + node_bytes; }  // all a graph keeps alive
+  // "tape: 12 nodes (12 live, peak 40), saved tensors 3.1 KiB (peak 9.4 KiB), leaves 1.2 KiB, nodes 2.6 KiB"
+  std::string str() const;
 };
 TapeStats tape_stats();
 // Starts a new peak window: the peaks become the current values.

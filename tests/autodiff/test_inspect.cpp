@@ -474,16 +474,16 @@ TEST_CASE("inspect: anomaly mode names the op whose VJP computes 0/0", "[inspect
 }
 
 TEST_CASE("inspect: anomaly guards nest and restore the previous mode", "[inspect][anomaly]") {
-  REQUIRE_FALSE(detail::anomaly_enabled());
+  REQUIRE_FALSE(is_anomaly_enabled());
   {
     DetectAnomalyGuard outer;
     {
       DetectAnomalyGuard inner;
-      REQUIRE(detail::anomaly_enabled());
+      REQUIRE(is_anomaly_enabled());
     }
-    REQUIRE(detail::anomaly_enabled());
+    REQUIRE(is_anomaly_enabled());
   }
-  REQUIRE_FALSE(detail::anomaly_enabled());
+  REQUIRE_FALSE(is_anomaly_enabled());
   Tensor x = tensor({0.0}, kFloat64).requires_grad_();
   REQUIRE_NOTHROW(log(x));
 }
