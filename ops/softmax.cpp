@@ -13,42 +13,16 @@
 
 #include "autodiff/check.hpp"
 #include "autodiff/tape.hpp"
-#include "ops/kernels.hpp"
 #include "ops/elementwise.hpp"
+#include "ops/kernels/softmax.hpp"
 #include "ops/reduce.hpp"
 #include "ops/shape.hpp"
-#include "ops/simd.hpp"
 
 namespace tapegrad {
 
 namespace {
 
-// A row along dim as an Eigen map with stride S. Contiguous rows (dim is the last: inner == 1) get a
-// compile-time unit stride, which is what lets Eigen vectorise exp, max and sum; with a runtime
-// stride every exp is a scalar call to expf (most of the time of these ops). Strided serves rows
-// along an inner dim.
-template <class T, class S>
-using Row = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>, 0, S>;
-template <class T, class S>
-using MutRow = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>, 0, S>;
-using Contiguous = Eigen::InnerStride<1>;
-using Strided = Eigen::InnerStride<>;
-
-// Calls f.template operator()<T, S>() for the dtype and the layout of the rows along d.
-template <class F>
-void dispatch_rows(DType dtype, const Shape& shape, int d, F&& f) {
-  const bool contiguous = split_at(shape, d).inner == 1;
-  dispatch_float(dtype, [&]<class T>() {
-    if (contiguous)
-      f.template operator()<T, Contiguous>();
-    else
-      f.template operator()<T, Strided>();
-  });
-}
-
-constexpr double kInf = std::numeric_limits<double>::infinity();
-
-// Validates and returns the normalised dim; NaN/+inf logits are errors.
+// Validates and returns the normalised dim (NaN/+inf logits are reported by the kernels).
 int check_softmax_input(const char* op, const Tensor& x, int dim) {
   check_floating(op, "x", x);
   return check_dim(op, "x", x, dim);
@@ -58,173 +32,9 @@ int check_softmax_input(const char* op, const Tensor& x, int dim) {
 // logsumexp over K = 0, log(0) = -inf per row. The gradient of x has no elements: zeros of x's shape.
 Tensor empty_rows(const char* op, const Tensor& x, const Shape& out_shape, double fill) {
   Tensor y = full(out_shape, fill, x.dtype());
-  record(op, {x}, y, [xs = x.shape(), dt = x.dtype()](const Tensor&, const Tensor&) { return Grads{zeros(xs, dt)}; });
+  record({op, "dx = 0 (x has no elements)"}, {x}, y, {},
+         [](const Tensor&, const Saved& s) { return Grads{zeros(s.shape(0), s.dtype(0))}; });
   return y;
-}
-
-[[noreturn]] void throw_bad_logit(const char* op, const Tensor& x, int d, std::int64_t row, double v) {
-  throw InvalidArgument(fmt::format("{}: x (shape {}) has {} in row {} along dim {}; expected finite logits, or -inf "
-                                    "for masked entries",
-                                    op, x.shape(), std::isnan(v) ? "NaN" : "+inf", row, d));
-}
-
-enum class Kind { Softmax, LogSoftmax, LogSumExp };
-
-// float32 rows along the last dim run on the SIMD kernels of ops/simd.hpp (AVX2 / AVX-512 chosen
-// at run time); float64 and strided rows on Eigen below. Both compute the same formulas.
-template <class T, class S>
-constexpr bool kSimd = std::is_same_v<T, float> && std::is_same_v<S, Contiguous>;
-
-// What made row `row` (of K contiguous values) invalid, for the error: NaN first, as a
-// NaN-propagating max would report it.
-template <class T>
-double bad_value(const T* row, std::int64_t K) {
-  for (std::int64_t k = 0; k < K; ++k)
-    if (std::isnan(row[k])) return static_cast<double>(row[k]);
-  return kInf;
-}
-
-// Eigen's vectorised exp clamps its argument, so exp(-inf) comes out as 3e-39 (float) or 6e-309
-// (double) instead of 0. kernels::flush_subnormal fixes that with a scalar select over the whole
-// row (Eigen 3.4 does not vectorise select); here one vectorised min of the exp's argument says
-// whether the row has anything below log(smallest normal), and only such rows are flushed.
-template <class T>
-const T kExpLow = std::log(std::numeric_limits<T>::min());
-
-// Forward for every row of x seen as [outer, K, inner]. Softmax and LogSoftmax write K values
-// per row into out; LogSumExp writes one.
-//
-// `saved` (log_softmax when recorded) receives e = exp(x - max) for every entry, followed by 1 / sum e
-// for every row (0 for fully masked rows): the backward's softmax is e * (1 / sum e), so neither
-// pass needs another exp, and the forward no normalising pass.
-template <class T, class S>
-void forward_rows(const char* op, const Tensor& x, int d, Kind kind, Tensor& out, T* saved = nullptr) {
-  const DimSplit sp = split_at(x.shape(), d);
-  const T* px = x.data<T>();
-  T* po = out.mutable_data<T>();
-  if constexpr (kSimd<T, S>) {  // inner == 1: row r is x[r * K, (r + 1) * K)
-    const simd::Kernels& k = simd::kernels();
-    const std::int64_t rows = sp.outer, K = sp.size;
-    std::int64_t bad = -1;
-    switch (kind) {
-      case Kind::Softmax: bad = k.softmax_forward(px, po, rows, K); break;
-      case Kind::LogSoftmax:
-        bad = k.log_softmax_forward(px, po, saved, saved ? saved + rows * K : nullptr, rows, K);
-        break;
-      case Kind::LogSumExp: bad = k.logsumexp_forward(px, po, rows, K); break;
-    }
-    if (bad >= 0) throw_bad_logit(op, x, d, bad, bad_value(px + bad * K, K));
-    return;
-  }
-  T* inv_s = saved ? saved + x.numel() : nullptr;
-  const auto K = static_cast<Eigen::Index>(sp.size);
-  const auto stride = static_cast<Eigen::Index>(sp.inner);
-  for (std::int64_t o = 0; o < sp.outer; ++o)
-    for (std::int64_t i = 0; i < sp.inner; ++i) {
-      const std::int64_t base = o * sp.size * sp.inner + i;
-      Row<T, S> xr(px + base, K, S(stride));
-      const T m = xr.template maxCoeff<Eigen::PropagateNaN>();
-      if (!(m < std::numeric_limits<T>::infinity())) throw_bad_logit(op, x, d, o * sp.inner + i, static_cast<double>(m));
-      const bool masked = m == -std::numeric_limits<T>::infinity();  // every entry -inf
-      if (kind == Kind::LogSumExp) {
-        po[o * sp.inner + i] = masked ? m : m + std::log((xr - m).exp().sum());
-        continue;
-      }
-      MutRow<T, S> yr(po + base, K, S(stride));
-      if (masked) {
-        yr.setConstant(kind == Kind::Softmax ? T(0) : m);
-        if (saved) {
-          MutRow<T, S>(saved + base, K, S(stride)).setZero();
-          inv_s[o * sp.inner + i] = T(0);
-        }
-      } else if (saved) {  // log_softmax, saving exp(x - max) for the fused backward: one exp per entry
-        MutRow<T, S> er(saved + base, K, S(stride));
-        er = (xr - m).exp();
-        if (xr.minCoeff() - m < kExpLow<T>) kernels::flush_subnormal(er);
-        const T s = er.sum();
-        yr = (xr - m) - std::log(s);
-        inv_s[o * sp.inner + i] = T(1) / s;
-      } else if (kind == Kind::Softmax) {
-        yr = (xr - m).exp();
-        if (xr.minCoeff() - m < kExpLow<T>) kernels::flush_subnormal(yr);  // -inf entries: exactly 0
-        yr *= T(1) / yr.sum();
-      } else {
-        // (x - m) - log sum: subtracting m first keeps log sum when |m| dwarfs it (m = 1e30)
-        yr = (xr - m) - std::log((xr - m).exp().sum());
-      }
-    }
-}
-
-// Calls f(base, row, K, stride) for every row along d: base is the flat offset of the row's first
-// element, row its number in the row-major order of the other dims (the index of a reduced value).
-template <class S, class F>
-void for_each_row(const Shape& shape, int d, F&& f) {
-  const DimSplit sp = split_at(shape, d);
-  const auto K = static_cast<Eigen::Index>(sp.size);
-  const S st(static_cast<Eigen::Index>(sp.inner));
-  for (std::int64_t o = 0; o < sp.outer; ++o)
-    for (std::int64_t i = 0; i < sp.inner; ++i) f(o * sp.size * sp.inner + i, o * sp.inner + i, K, st);
-}
-
-template <class T, class S>
-void softmax_backward_rows(const Tensor& y, const Tensor& g, int d, Tensor& dx) {
-  // dx = y * (g - <g, y>)
-  if constexpr (kSimd<T, S>) {
-    const DimSplit sp = split_at(y.shape(), d);
-    simd::kernels().softmax_backward(y.data<T>(), g.data<T>(), dx.mutable_data<T>(), sp.outer, sp.size);
-    return;
-  }
-  for_each_row<S>(y.shape(), d, [&](std::int64_t base, std::int64_t, Eigen::Index K, const S& st) {
-    Row<T, S> yr(y.data<T>() + base, K, st), gr(g.data<T>() + base, K, st);
-    MutRow<T, S> dr(dx.mutable_data<T>() + base, K, st);
-    const T dot = (gr * yr).sum();
-    dr = yr * (gr - dot);
-  });
-}
-
-// dx = g - softmax(x) * sum(g), softmax(x) = e * inv_s from what the forward saved (see
-// forward_rows); fully masked rows (inv_s = 0) get 0
-template <class T, class S>
-void log_softmax_backward_saved_rows(const Tensor& saved, const Tensor& g, int d, Tensor& dx) {
-  const T* e = saved.data<T>();
-  const T* inv_s = e + dx.numel();
-  if constexpr (kSimd<T, S>) {
-    const DimSplit sp = split_at(dx.shape(), d);
-    simd::kernels().log_softmax_backward(e, inv_s, g.data<T>(), dx.mutable_data<T>(), sp.outer, sp.size);
-    return;
-  }
-  for_each_row<S>(dx.shape(), d, [&](std::int64_t base, std::int64_t row, Eigen::Index K, const S& st) {
-    Row<T, S> er(e + base, K, st), gr(g.data<T>() + base, K, st);
-    MutRow<T, S> dr(dx.mutable_data<T>() + base, K, st);
-    if (inv_s[row] == T(0))
-      dr.setZero();
-    else
-      dr = gr - er * (inv_s[row] * gr.sum());
-  });
-}
-
-template <class T, class S>
-void logsumexp_backward_rows(const Tensor& x, const Tensor& lse, const Tensor& g, int d, Tensor& dx) {
-  // dx = g * softmax(x), as exp(x - m) / sum exp(x - m): exp(x - lse) would lose the answer when
-  // |lse| dwarfs log K (x = [1e30, 1e30] gives lse = 1e30 exactly). Fully masked rows get 0.
-  if constexpr (kSimd<T, S>) {
-    const DimSplit sp = split_at(x.shape(), d);
-    simd::kernels().logsumexp_backward(x.data<T>(), lse.data<T>(), g.data<T>(), dx.mutable_data<T>(), sp.outer,
-                                       sp.size);
-    return;
-  }
-  for_each_row<S>(x.shape(), d, [&](std::int64_t base, std::int64_t row, Eigen::Index K, const S& st) {
-    Row<T, S> xr(x.data<T>() + base, K, st);
-    MutRow<T, S> dr(dx.mutable_data<T>() + base, K, st);
-    if (lse.data<T>()[row] == -std::numeric_limits<T>::infinity()) {
-      dr.setZero();
-    } else {
-      const T m = xr.maxCoeff();
-      dr = (xr - m).exp();
-      if (xr.minCoeff() - m < kExpLow<T>) kernels::flush_subnormal(dr);
-      dr *= g.data<T>()[row] / dr.sum();
-    }
-  });
 }
 
 // Bool mask, x's shape with dim kept as 1: true where the whole row is -inf.
@@ -232,76 +42,55 @@ Tensor fully_masked_rows(const Tensor& y, int d) { return isinf(max(y, d, /*keep
 
 }  // namespace
 
+// softmax along dim: y = exp(x − max) / Σ exp(x − max). The VJP is O(K) per row, no Jacobian.
 Tensor softmax(const Tensor& x, int dim, SourceLocation site) {
   const SiteScope site_scope(site);
   const int d = check_softmax_input("softmax", x, dim);
   if (x.numel() == 0) return empty_rows("softmax", x, x.shape(), 0.0);
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
-  dispatch_rows(x.dtype(), x.shape(), d, [&]<class T, class S>() { forward_rows<T, S>("softmax", x, d, Kind::Softmax, y); });
-  record("softmax", {x}, y, [d](const Tensor& g, const Tensor& y) {
-    if (GradMode::is_enabled())  // create_graph: the formula, recorded
-      return Grads{mul(y, sub(g, sum(mul(g, y), d, /*keepdim=*/true)))};
-    Tensor dx = Tensor::empty(y.shape(), y.dtype());
-    dispatch_rows(y.dtype(), y.shape(), d, [&]<class T, class S>() { softmax_backward_rows<T, S>(y, g, d, dx); });
-    return Grads{dx};
-  }, /*save_out=*/true);
+  Tensor y = kernels::softmax_forward("softmax", x, d);
+  record({"softmax", "dx = y ⊙ (g − Σ g ⊙ y)"}, {x}, y, /*saved=*/{y},
+         [d](const Tensor& g, const Saved& s) { const Tensor& y = s[0]; return Grads{y * (g - sum(g * y, d, true))}; },
+         [d](const Tensor& g, const Saved& s) { return Grads{kernels::softmax_backward(s[0], g, d)}; });
   return y;
 }
 
+// log_softmax along dim: y = x − max − log Σ exp(x − max); exp(y) = softmax(x). The fused backward
+// reads the forward's exp(x − max) and 1 / Σ per row (no exp in backward).
 Tensor log_softmax(const Tensor& x, int dim, SourceLocation site) {
   const SiteScope site_scope(site);
   const int d = check_softmax_input("log_softmax", x, dim);
   if (x.numel() == 0) return empty_rows("log_softmax", x, x.shape(), 0.0);
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
-  // When recorded, exp(x - max) and 1 / sum per row are saved too (one buffer, see forward_rows):
-  // the fused backward then needs no exp (memory: one more tensor of x's size on the tape until
-  // backward).
-  const std::int64_t rows = x.numel() / std::max<std::int64_t>(x.dim() > 0 ? x.size(d) : 1, 1);
-  Tensor p = GradMode::is_enabled() && x.requires_grad() ? Tensor::empty(Shape{x.numel() + rows}, x.dtype()) : Tensor();
-  dispatch_rows(x.dtype(), x.shape(), d, [&]<class T, class S>() {
-    forward_rows<T, S>("log_softmax", x, d, Kind::LogSoftmax, y, p.defined() ? p.mutable_data<T>() : nullptr);
-  });
-  record("log_softmax", {x}, y, [d, p](const Tensor& g, const Tensor& y) {
-    if (GradMode::is_enabled()) {
-      // exp(y) = softmax(x) (0 at -inf entries); fully masked rows get zero gradient
-      Tensor dx = sub(g, mul(exp(y), sum(g, d, /*keepdim=*/true)));
-      return Grads{where(fully_masked_rows(y.detach(), d), 0.0, dx)};
-    }
-    Tensor dx = Tensor::empty(y.shape(), y.dtype());
-    dispatch_rows(y.dtype(), y.shape(), d, [&]<class T, class S>() { log_softmax_backward_saved_rows<T, S>(p, g, d, dx); });
-    return Grads{dx};
-  }, /*save_out=*/true);
+  Tensor e;  // filled only when the op will be recorded
+  Tensor y = kernels::log_softmax_forward("log_softmax", x, d, detail::should_record({x}) ? &e : nullptr);
+  record({"log_softmax", "dx = g − softmax(x) Σ g"}, {x}, y, /*saved=*/{y, e},
+         [d](const Tensor& g, const Saved& s) {
+           const Tensor& y = s[0];
+           return Grads{where(fully_masked_rows(y.detach(), d), 0.0, g - exp(y) * sum(g, d, true))};
+         },
+         [d](const Tensor& g, const Saved& s) { return Grads{kernels::log_softmax_backward(s[1], g, d)}; });
   return y;
 }
 
+// logsumexp along dim: y = max + log Σ exp(x − max).
 Tensor logsumexp(const Tensor& x, int dim, bool keepdim, SourceLocation site) {
   const SiteScope site_scope(site);
   const int d = check_softmax_input("logsumexp", x, dim);
-  Shape kept = x.shape();
-  if (kept.rank() > 0) kept[d] = 1;
   if (x.numel() == 0) {
-    Shape out = kept;
-    if (!keepdim && out.rank() > 0) out.erase(d);
+    Shape out = x.shape();
+    if (out.rank() > 0) out.erase(d);
+    if (keepdim && x.dim() > 0) out.insert(d, 1);
     return empty_rows("logsumexp", x, out, -std::numeric_limits<double>::infinity());
   }
-  Tensor y = Tensor::empty(kept, x.dtype());
-  dispatch_rows(x.dtype(), x.shape(), d, [&]<class T, class S>() { forward_rows<T, S>("logsumexp", x, d, Kind::LogSumExp, y); });
+  Tensor y = kernels::logsumexp_forward("logsumexp", x, d);
   if (!keepdim && y.dim() > 0) {
-    Shape s = kept;
-    s.erase(d);
-    y = y.alias(s);
+    Shape squeezed_shape = y.shape();
+    squeezed_shape.erase(d);
+    y = y.alias(squeezed_shape);
   }
-  record("logsumexp", {x}, y, [d, keepdim](const Tensor& g, const Tensor& lse, const InputList& in) {
-    const Tensor& x = in[0];
-    if (GradMode::is_enabled()) {
-      const Tensor gk = keepdim || x.dim() == 0 ? g : unsqueeze(g, d);  // broadcast along dim
-      return Grads{mul(gk, softmax(x, d))};
-    }
-    // g and lse hold one value per row in the same order whether or not dim was kept.
-    Tensor dx = Tensor::empty(x.shape(), x.dtype());
-    dispatch_rows(x.dtype(), x.shape(), d, [&]<class T, class S>() { logsumexp_backward_rows<T, S>(x, lse, g, d, dx); });
-    return Grads{dx};
-  }, /*save_out=*/true);
+  const bool squeezed = !keepdim && x.dim() > 0;
+  record({"logsumexp", "dx = g ⊙ softmax(x)"}, {x}, y, /*saved=*/{x, y},
+         [d, squeezed](const Tensor& g, const Saved& s) { return Grads{(squeezed ? unsqueeze(g, d) : g) * softmax(s[0], d)}; },
+         [d](const Tensor& g, const Saved& s) { return Grads{kernels::logsumexp_backward(s[0], s[1], g, d)}; });
   return y;
 }
 
@@ -369,15 +158,13 @@ Tensor scale_by_temperature(const Tensor& x, const Tensor& temperature) {
     NoGradGuard no_grad;
     out = div(x.detach(), temperature.detach());
   }
-  record("temperature_scale", {x, temperature}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
-    const Tensor& x = in[0];
-    const Tensor& t = in[1];
-    Grads r;
-    r.resize(2);
-    if (x.requires_grad()) r[0] = sum_to_size(div(g, t), x.shape());
-    if (t.requires_grad()) r[1] = temperature_grad(x, t, g);
-    return r;
-  });
+  record({"temperature_scale", "dx = g / T, dT = −Σ (x / T) ⊙ g / T (0 where x = ±inf or g = 0)"}, {x, temperature}, out,
+         /*saved=*/{x, temperature}, [](const Tensor& g, const Saved& s) {
+           const Tensor& x = s[0];
+           const Tensor& t = s[1];
+           return Grads{s.needs_grad(0) ? sum_to_size(g / t, x.shape()) : Tensor(),
+                        s.needs_grad(1) ? temperature_grad(x, t, g) : Tensor()};
+         });
   return out;
 }
 
@@ -416,22 +203,23 @@ Tensor log_softmax_by_temperature(const Tensor& x, const Tensor& temperature, in
     NoGradGuard no_grad;
     y = log_softmax(div(x.detach(), temperature.detach()), d);
   }
-  record("log_softmax", {x, temperature}, y, [d](const Tensor& g, const Tensor& y, const InputList& in) {
-    const Tensor& x = in[0];
-    const Tensor& t = in[1];
-    const Tensor p = exp(y);
-    Grads r;
-    r.resize(2);
-    if (x.requires_grad()) {
-      const Tensor dz = where(fully_masked_rows(y.detach(), d), 0.0, sub(g, mul(p, sum(g, d, /*keepdim=*/true))));
-      r[0] = sum_to_size(div(dz, t), x.shape());
-    }
-    if (t.requires_grad()) {
-      const Tensor g0 = where(isinf(y.detach()), 0.0, g);
-      r[1] = temperature_grad(x, t, sub(g0, mul(p, sum(g0, d, /*keepdim=*/true))));
-    }
-    return r;
-  }, /*save_out=*/true);
+  record({"log_softmax", "dz = g − p Σ g (p = exp(y)), dx = dz / T, dT = −Σ (x / T) ⊙ dz₀ / T (dz₀: g without y = −inf)"},
+         {x, temperature}, y, /*saved=*/{y, x, temperature}, [d](const Tensor& g, const Saved& s) {
+           const Tensor& y = s[0];
+           const Tensor& x = s[1];
+           const Tensor& t = s[2];
+           const Tensor p = exp(y);
+           Grads r{Tensor(), Tensor()};
+           if (s.needs_grad(0)) {
+             const Tensor dz = where(fully_masked_rows(y.detach(), d), 0.0, g - p * sum(g, d, true));
+             r[0] = sum_to_size(dz / t, x.shape());
+           }
+           if (s.needs_grad(1)) {
+             const Tensor g0 = where(isinf(y.detach()), 0.0, g);
+             r[1] = temperature_grad(x, t, g0 - p * sum(g0, d, true));
+           }
+           return r;
+         });
   return y;
 }
 

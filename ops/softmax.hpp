@@ -3,9 +3,11 @@
 // softmax, log_softmax and logsumexp along any dim, with analytic VJPs that never build the K x K
 // Jacobian. K = x.size(dim); "row" below means the K entries along dim for fixed other indices.
 //
-//   softmax      y = exp(x - max) / sum exp(x - max)          dx = y * (g - <g, y>)
-//   log_softmax  y = x - max - log sum exp(x - max)           dx = g - softmax(x) * sum(g)
-//   logsumexp    y = max + log sum exp(x - max)               dx = g * softmax(x)
+//   softmax      y = exp(x - max) / sum exp(x - max)     saved: y (x is not kept)
+//   log_softmax  y = x - max - log sum exp(x - max)      saved: y, and exp(x - max) with 1 / sum per
+//                                                        row for the fused backward (x-sized)
+//   logsumexp    y = max + log sum exp(x - max)          saved: x and y
+// (Each VJP's formula is in the op's record call; to_dot and explain print it from the tape.)
 //
 // Max-subtraction keeps every finite logit finite (no overflow at 1e30, no 0/0 underflow).
 // Masks: -inf entries get probability 0 and gradient 0 (softmax, logsumexp) or gradient g
@@ -15,8 +17,8 @@
 // NaN and +inf logits are errors (they have no meaningful probabilities). An empty x gives PyTorch's
 // values: an empty softmax/log_softmax, and logsumexp over K = 0 is -inf (the log of an empty sum).
 //
-// With create_graph the VJPs run as the tensor-op formulas above (recorded, so second
-// derivatives work); otherwise a fused kernel computes the same numbers in one pass per row.
+// With create_graph the VJPs run as tensor-op formulas (recorded, so second derivatives work);
+// otherwise a fused kernel (ops/kernels/softmax.hpp) computes the same numbers in one pass per row.
 // float32 rows along the last dim run on the SIMD kernels of ops/simd.hpp (SSE2, AVX2 or
 // AVX-512, chosen at run time; TAPEGRAD_SIMD=generic forces the baseline), everything else on Eigen.
 #include "autodiff/source_location.hpp"
@@ -38,6 +40,8 @@ Tensor logsumexp(const Tensor& x, int dim, bool keepdim = false, SourceLocation 
 //   -inf logits (masks) add nothing to dT (x / T is -inf for every T), nor does a fully masked
 //   row; never NaN. log_softmax's -inf outputs send no gradient to T (they do not depend on it);
 //   x still gets log_softmax's documented gradient g there.
+//   saved: temperature_scale x and T; softmax(x, dim, T) as temperature_scale then softmax;
+//   log_softmax(x, dim, T) (one node) y, x and T.
 Tensor temperature_scale(const Tensor& logits, double temperature, SourceLocation site = SourceLocation::current());
 Tensor temperature_scale(const Tensor& logits, const Tensor& temperature, SourceLocation site = SourceLocation::current());
 Tensor softmax(const Tensor& x, int dim, double temperature, SourceLocation site = SourceLocation::current());
