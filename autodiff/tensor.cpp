@@ -170,7 +170,8 @@ Tensor Tensor::contiguous_copy_detached() const {
 
 Tensor Tensor::clone() const {
   Tensor out = contiguous_copy_detached();
-  record("clone", {*this}, out, [](const Tensor& g, const Tensor&) { return Grads{g}; });
+  // saved: nothing (dx = g).
+  record(OpDef{"clone", "dx = g"}, {*this}, out, {}, [](const Tensor& g, const Saved&) { return Grads{g}; });
   return out;
 }
 
@@ -192,7 +193,9 @@ Tensor Tensor::to(DType target) const {
     });
   });
   if (is_floating(src) && is_floating(target))
-    record("to", {*this}, out, [src](const Tensor& g, const Tensor&) { return Grads{g.to(src)}; });
+    // saved: nothing (x's dtype is in the node's input metadata).
+    record(OpDef{"to", "dx = g.to(x.dtype)"}, {*this}, out, {},
+           [](const Tensor& g, const Saved& s) { return Grads{g.to(s.dtype(0))}; });
   return out;
 }
 

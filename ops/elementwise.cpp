@@ -8,101 +8,22 @@
 
 #include "autodiff/check.hpp"
 #include "autodiff/tape.hpp"
-#include "ops/kernels.hpp"
+#include "ops/kernels/elementwise.hpp"
 
 namespace tapegrad {
 
 namespace {
 
-using Idx4 = std::array<std::int64_t, kMaxRank>;
-
-// Sizes of `s` right-aligned in 4 dims, leading dims 1.
-Idx4 padded_sizes(const Shape& s) {
-  Idx4 p{1, 1, 1, 1};
-  for (int i = 0; i < s.rank(); ++i) p[static_cast<std::size_t>(kMaxRank - s.rank() + i)] = s[i];
-  return p;
-}
-
-// Strides of `in` seen through the broadcast to `out` (right-aligned, 0 where `in` has size 1).
-Idx4 broadcast_strides(const Shape& in, const Shape& out) {
-  Idx4 st{0, 0, 0, 0};
-  const auto cs = contiguous_strides(in);
-  const int off = kMaxRank - in.rank();
-  for (int i = 0; i < in.rank(); ++i)
-    st[static_cast<std::size_t>(off + i)] = in[i] == 1 ? 0 : cs[static_cast<std::size_t>(i)];
-  (void)out;
-  return st;
-}
-
-// Calls f(i, ia, ib) for every flat output index i with the matching flat input offsets.
-template <class F>
-void for_each_broadcast(const Shape& out, const Shape& a, const Shape& b, F&& f) {
-  const Idx4 n = padded_sizes(out);
-  const Idx4 sa = broadcast_strides(a, out);
-  const Idx4 sb = broadcast_strides(b, out);
-  std::int64_t i = 0;
-  for (std::int64_t i0 = 0; i0 < n[0]; ++i0)
-    for (std::int64_t i1 = 0; i1 < n[1]; ++i1)
-      for (std::int64_t i2 = 0; i2 < n[2]; ++i2) {
-        const std::int64_t oa = i0 * sa[0] + i1 * sa[1] + i2 * sa[2];
-        const std::int64_t ob = i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
-        for (std::int64_t i3 = 0; i3 < n[3]; ++i3) f(i++, oa + i3 * sa[3], ob + i3 * sb[3]);
-      }
-}
-
-// Whether `inner` (leading size-1 dims ignored) is the trailing part of `outer`: then outer is
-// [outer.numel() / inner.numel(), inner.numel()] rows that each line up with inner (a bias).
-bool is_trailing(const Shape& inner, const Shape& outer) {
-  int k = 0;
-  while (k < inner.rank() && inner[k] == 1) ++k;
-  const int r = inner.rank() - k;
-  if (r > outer.rank()) return false;
-  for (int d = 0; d < r; ++d)
-    if (inner[k + d] != outer[outer.rank() - r + d]) return false;
-  return true;
-}
-
-// out = f(a, b) elementwise with broadcasting; A, B input element types, O output type.
-template <class A, class B, class O, class F>
-void binary_loop(const Tensor& a, const Tensor& b, Tensor& out, F f) {
-  const A* pa = a.data<A>();
-  const B* pb = b.data<B>();
-  O* po = out.mutable_data<O>();
-  const std::int64_t n = out.numel();
-  if (a.shape() == out.shape() && b.shape() == out.shape()) {
-    for (std::int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
-  } else if (a.shape() == out.shape() && b.numel() == 1) {
-    const B vb = pb[0];
-    for (std::int64_t i = 0; i < n; ++i) po[i] = f(pa[i], vb);
-  } else if (b.shape() == out.shape() && a.numel() == 1) {
-    const A va = pa[0];
-    for (std::int64_t i = 0; i < n; ++i) po[i] = f(va, pb[i]);
-  } else if (a.shape() == out.shape() && is_trailing(b.shape(), out.shape())) {  // x + bias
-    const std::int64_t c = b.numel();
-    for (std::int64_t r = 0; r < n; r += c)
-      for (std::int64_t j = 0; j < c; ++j) po[r + j] = f(pa[r + j], pb[j]);
-  } else if (b.shape() == out.shape() && is_trailing(a.shape(), out.shape())) {
-    const std::int64_t c = a.numel();
-    for (std::int64_t r = 0; r < n; r += c)
-      for (std::int64_t j = 0; j < c; ++j) po[r + j] = f(pa[j], pb[r + j]);
-  } else {
-    for_each_broadcast(out.shape(), a.shape(), b.shape(),
-                       [&](std::int64_t i, std::int64_t ia, std::int64_t ib) { po[i] = f(pa[ia], pb[ib]); });
-  }
-}
-
-// A floating binary op: validates, broadcasts, computes f on T = float or double.
-template <class F>
-Tensor float_binary(const char* op, const Tensor& a, const Tensor& b, F f) {
+// Validates a floating binary op (both floating, one dtype, shapes that broadcast) and returns the
+// broadcast shape.
+Shape check_binary(const char* op, const Tensor& a, const Tensor& b) {
   check_floating(op, "a", a);
   check_floating(op, "b", b);
-  const DType dt = check_same_dtype(op, "a", a, "b", b);
-  Tensor out = Tensor::empty(broadcast_shapes(op, "a", a.shape(), "b", b.shape()), dt);
-  dispatch_float(dt, [&]<class T>() { binary_loop<T, T, T>(a, b, out, f); });
-  return out;
+  check_same_dtype(op, "a", a, "b", b);
+  return broadcast_shapes(op, "a", a.shape(), "b", b.shape());
 }
 
-// A floating unary op: f maps an Eigen array expression to an array expression.
+// A floating unary op whose value is one Eigen array expression f(x).
 template <class F>
 Tensor float_unary(const char* op, const Tensor& x, F f) {
   check_floating(op, "x", x);
@@ -131,6 +52,13 @@ void check_domain(const char* op, const Tensor& x, Bad bad, const char* expected
   });
 }
 
+// The saved slot of a tensor a VJP reads only when `needed` (an undefined Tensor otherwise, which
+// costs nothing): e.g. mul keeps b only if a needs a gradient.
+const Tensor& keep_if(bool needed, const Tensor& t) {
+  static const Tensor none;
+  return needed ? t : none;
+}
+
 }  // namespace
 
 // ---- broadcasting ----
@@ -143,14 +71,9 @@ Tensor broadcast_to(const Tensor& x, const Shape& shape, SourceLocation site) {
     throw InvalidArgument(fmt::format("broadcast_to: x of shape {} cannot be expanded to {} (expected sizes that match or are 1 in x, aligned from the right)",
                                       x.shape(), shape));
   if (x.shape() == shape) return x;
-  Tensor out = Tensor::empty(shape, x.dtype(), "broadcast_to");
-  dispatch_all(x.dtype(), [&]<class T>() {
-    const T* px = x.data<T>();
-    T* po = out.mutable_data<T>();
-    for_each_broadcast(shape, x.shape(), x.shape(), [&](std::int64_t i, std::int64_t ix, std::int64_t) { po[i] = px[ix]; });
-  });
-  const Shape in_shape = x.shape();
-  record("broadcast_to", {x}, out, [in_shape](const Tensor& g, const Tensor&) { return Grads{sum_to_size(g, in_shape)}; });
+  Tensor out = kernels::broadcast_to_forward(x, shape);
+  record(OpDef{"broadcast_to", "dx = sum_to_size(g, x.shape)"}, {x}, out, {},
+         [](const Tensor& g, const Saved& s) { return Grads{sum_to_size(g, s.shape(0))}; });
   return out;
 }
 
@@ -161,75 +84,61 @@ Tensor sum_to_size(const Tensor& x, const Shape& shape, SourceLocation site) {
   if (broadcast_shapes("sum_to_size", "shape", shape, "x", x.shape()) != x.shape())
     throw InvalidArgument(fmt::format("sum_to_size: x of shape {} cannot be summed to {} ({} must broadcast to x's shape)",
                                       x.shape(), shape, shape));
-  // An empty x sums to zeros (and the kernels below would divide by a zero column count).
-  const bool trailing = x.numel() > 0 && (shape.numel() == 1 || is_trailing(shape, x.shape()));  // written whole: no zero fill
-  Tensor out = trailing ? Tensor::empty(shape, x.dtype()) : zeros(shape, x.dtype());
-  if (x.numel() > 0) dispatch_float(x.dtype(), [&]<class T>() {
-    const T* px = x.data<T>();
-    T* po = out.mutable_data<T>();
-    if (shape.numel() == 1) {
-      po[0] = x.array<T>().sum();
-    } else if (is_trailing(shape, x.shape())) {  // column sums of x as [rows, shape.numel()]
-      using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-      const Eigen::Index c = shape.numel();
-      const Eigen::Map<const Mat> m(px, x.numel() / c, c);
-      Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(po, c) = m.colwise().sum();
-    } else {
-      for_each_broadcast(x.shape(), x.shape(), shape, [&](std::int64_t i, std::int64_t, std::int64_t io) { po[io] += px[i]; });
-    }
-  });
-  const Shape in_shape = x.shape();
-  record("sum_to_size", {x}, out, [in_shape](const Tensor& g, const Tensor&) { return Grads{broadcast_to(g, in_shape)}; });
+  Tensor out = kernels::sum_to_size_forward(x, shape);
+  record(OpDef{"sum_to_size", "dx = broadcast_to(g, x.shape)"}, {x}, out, {},
+         [](const Tensor& g, const Saved& s) { return Grads{broadcast_to(g, s.shape(0))}; });
   return out;
 }
 
 // ---- binary arithmetic ----
+// Every VJP sums its gradient back to the input's shape (undoing the broadcast) and computes only
+// the gradients of inputs that need one.
 
 Tensor add(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
-  Tensor out = float_binary("add", a, b, [](auto x, auto y) { return x + y; });
-  record("add", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
-    const Tensor& a = in[0];
-    const Tensor& b = in[1];
-    return Grads{a.requires_grad() ? sum_to_size(g, a.shape()) : Tensor(),
-                 b.requires_grad() ? sum_to_size(g, b.shape()) : Tensor()};
-  });
+  Tensor out = kernels::add_forward(a, b, check_binary("add", a, b));
+  record(OpDef{"add", "da = g, db = g (each summed to its shape)"}, {a, b}, out, {},
+         [](const Tensor& g, const Saved& s) {
+           return Grads{s.needs_grad(0) ? sum_to_size(g, s.shape(0)) : Tensor(),
+                        s.needs_grad(1) ? sum_to_size(g, s.shape(1)) : Tensor()};
+         });
   return out;
 }
 
 Tensor sub(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
-  Tensor out = float_binary("sub", a, b, [](auto x, auto y) { return x - y; });
-  record("sub", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
-    const Tensor& a = in[0];
-    const Tensor& b = in[1];
-    return Grads{a.requires_grad() ? sum_to_size(g, a.shape()) : Tensor(),
-                 b.requires_grad() ? sum_to_size(neg(g), b.shape()) : Tensor()};
-  });
+  Tensor out = kernels::sub_forward(a, b, check_binary("sub", a, b));
+  record(OpDef{"sub", "da = g, db = −g (summed to shape)"}, {a, b}, out, {},
+         [](const Tensor& g, const Saved& s) {
+           return Grads{s.needs_grad(0) ? sum_to_size(g, s.shape(0)) : Tensor(),
+                        s.needs_grad(1) ? sum_to_size(-g, s.shape(1)) : Tensor()};
+         });
   return out;
 }
 
 Tensor mul(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
-  Tensor out = float_binary("mul", a, b, [](auto x, auto y) { return x * y; });
-  record("mul", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
-    const Tensor& a = in[0];
-    const Tensor& b = in[1];
-    return Grads{a.requires_grad() ? sum_to_size(mul(g, b), a.shape()) : Tensor(),
-                 b.requires_grad() ? sum_to_size(mul(g, a), b.shape()) : Tensor()};
-  });
+  Tensor out = kernels::mul_forward(a, b, check_binary("mul", a, b));
+  // s[0] = a (kept when b needs a gradient), s[1] = b (kept when a needs one).
+  record(OpDef{"mul", "da = g ⊙ b, db = g ⊙ a (summed to shape)"}, {a, b}, out,
+         {keep_if(b.requires_grad(), a), keep_if(a.requires_grad(), b)}, [](const Tensor& g, const Saved& s) {
+           return Grads{s.needs_grad(0) ? sum_to_size(g * s[1], s.shape(0)) : Tensor(),
+                        s.needs_grad(1) ? sum_to_size(g * s[0], s.shape(1)) : Tensor()};
+         });
   return out;
 }
 
 Tensor div(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
-  Tensor out = float_binary("div", a, b, [](auto x, auto y) { return x / y; });
-  record("div", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
-    const Tensor& a = in[0];
-    const Tensor& b = in[1];
-    return Grads{a.requires_grad() ? sum_to_size(div(g, b), a.shape()) : Tensor(),
-                 b.requires_grad() ? sum_to_size(neg(div(mul(g, a), mul(b, b))), b.shape()) : Tensor()};
-  });
+  Tensor out = kernels::div_forward(a, b, check_binary("div", a, b));
+  // s[0] = a (kept when b needs a gradient), s[1] = b.
+  record(OpDef{"div", "da = g / b, db = −g ⊙ a / b² (summed to shape)"}, {a, b}, out,
+         {keep_if(b.requires_grad(), a), b}, [](const Tensor& g, const Saved& s) {
+           const Tensor& a = s[0];
+           const Tensor& b = s[1];
+           return Grads{s.needs_grad(0) ? sum_to_size(g / b, s.shape(0)) : Tensor(),
+                        s.needs_grad(1) ? sum_to_size(-(g * a / (b * b)), s.shape(1)) : Tensor()};
+         });
   return out;
 }
 
@@ -238,7 +147,7 @@ Tensor pow(const Tensor& a, const Tensor& b, SourceLocation site) {
   if (b.defined() && b.requires_grad() && a.defined() && is_floating(a.dtype()))
     check_domain("pow", a, [](double v) { return v < 0; },
                  "base >= 0 when the exponent requires grad: d(a^b)/db = a^b log(a) is undefined for a < 0");
-  Tensor out = float_binary("pow", a, b, [](auto x, auto y) { return std::pow(x, y); });
+  Tensor out = kernels::pow_forward(a, b, check_binary("pow", a, b));
   dispatch_float(out.dtype(), [&]<class T>() {
     const T* po = out.data<T>();
     for (std::int64_t i = 0; i < out.numel(); ++i)
@@ -252,19 +161,23 @@ Tensor pow(const Tensor& a, const Tensor& b, SourceLocation site) {
         break;
       }
   });
-  record("pow", {a, b}, out, [](const Tensor& g, const Tensor& y, const InputList& in) {
-    const Tensor& a = in[0];
-    const Tensor& b = in[1];
-    Tensor da, db;
-    if (a.requires_grad()) da = sum_to_size(mul(mul(g, b), pow(a, sub(b, scalar_like(b, 1.0)))), a.shape());
-    if (b.requires_grad()) {
-      // a^b log a, with the limit 0 where a = 0 and b >= 0 (PyTorch's convention); a >= 0 here.
-      const Tensor a_pos = gt(a, 0.0);
-      const Tensor log_a = log(where(a_pos, a, 1.0));
-      db = sum_to_size(where(a_pos, mul(mul(g, y), log_a), 0.0), b.shape());
-    }
-    return Grads{da, db};
-  }, /*save_out=*/true);
+  // s[0] = a, s[1] = b (kept when a needs a gradient), s[2] = y (kept when b needs one).
+  record(OpDef{"pow", "da = g ⊙ b a^(b−1), db = g ⊙ y log a (0 where a = 0) (summed to shape)"}, {a, b}, out,
+         {a, keep_if(a.requires_grad(), b), keep_if(b.requires_grad(), out)}, [](const Tensor& g, const Saved& s) {
+           const Tensor& a = s[0];
+           Tensor da, db;
+           if (s.needs_grad(0)) {
+             const Tensor& b = s[1];
+             da = sum_to_size(g * b * pow(a, b - scalar_like(b, 1.0)), s.shape(0));
+           }
+           if (s.needs_grad(1)) {
+             // a^b log a, with the limit 0 where a = 0 and b >= 0 (PyTorch's convention); a >= 0 here.
+             const Tensor a_pos = gt(a, 0.0);
+             const Tensor log_a = log(where(a_pos, a, 1.0));
+             db = sum_to_size(where(a_pos, g * s[2] * log_a, 0.0), s.shape(1));
+           }
+           return Grads{da, db};
+         });
   return out;
 }
 
@@ -273,38 +186,42 @@ Tensor pow(const Tensor& a, double p, SourceLocation site) {
   check_floating("pow", "a", a);
   if (p != std::floor(p)) check_domain("pow", a, [](double v) { return v < 0; }, "a >= 0 for a non-integer exponent");
   Tensor out = float_unary("pow", a, [p](const auto& x) { return x.pow(static_cast<typename std::decay_t<decltype(x)>::Scalar>(p)); });
-  record("pow", {a}, out, [a, p](const Tensor& g, const Tensor&) {
-    if (p == 0.0) return Grads{zeros_like(a)};
-    return Grads{mul(g, mul(pow(a, p - 1.0), p))};
+  // a^0 = 1 has gradient 0 and needs nothing saved.
+  record(OpDef{"pow", "da = g ⊙ p a^(p−1)"}, {a}, out, {keep_if(p != 0.0, a)}, [p](const Tensor& g, const Saved& s) {
+    if (p == 0.0) return Grads{zeros(s.shape(0), s.dtype(0))};
+    return Grads{g * (pow(s[0], p - 1.0) * p)};
   });
   return out;
 }
 
+// maximum and minimum: the comparisons pick where g goes; ties split it (PyTorch).
 Tensor maximum(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
-  Tensor out = float_binary("maximum", a, b, [](auto x, auto y) { return (x != x || y != y) ? x + y : (x > y ? x : y); });
-  record("maximum", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
-    const Tensor& a = in[0];
-    const Tensor& b = in[1];
-    const Tensor half = mul(g, 0.5);
-    const Tensor tie = eq(a, b);
-    return Grads{a.requires_grad() ? sum_to_size(where(tie, half, where(gt(a, b), g, 0.0)), a.shape()) : Tensor(),
-                 b.requires_grad() ? sum_to_size(where(tie, half, where(gt(b, a), g, 0.0)), b.shape()) : Tensor()};
-  });
+  Tensor out = kernels::maximum_forward(a, b, check_binary("maximum", a, b));
+  record(OpDef{"maximum", "da = g ⊙ ([a > b] + ½[a = b]), db = g ⊙ ([b > a] + ½[a = b]) (summed to shape)"}, {a, b},
+         out, {a, b}, [](const Tensor& g, const Saved& s) {
+           const Tensor& a = s[0];
+           const Tensor& b = s[1];
+           const Tensor half = g * 0.5;
+           const Tensor tie = eq(a, b);
+           return Grads{s.needs_grad(0) ? sum_to_size(where(tie, half, where(gt(a, b), g, 0.0)), s.shape(0)) : Tensor(),
+                        s.needs_grad(1) ? sum_to_size(where(tie, half, where(gt(b, a), g, 0.0)), s.shape(1)) : Tensor()};
+         });
   return out;
 }
 
 Tensor minimum(const Tensor& a, const Tensor& b, SourceLocation site) {
   const SiteScope site_scope(site);
-  Tensor out = float_binary("minimum", a, b, [](auto x, auto y) { return (x != x || y != y) ? x + y : (x < y ? x : y); });
-  record("minimum", {a, b}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
-    const Tensor& a = in[0];
-    const Tensor& b = in[1];
-    const Tensor half = mul(g, 0.5);
-    const Tensor tie = eq(a, b);
-    return Grads{a.requires_grad() ? sum_to_size(where(tie, half, where(lt(a, b), g, 0.0)), a.shape()) : Tensor(),
-                 b.requires_grad() ? sum_to_size(where(tie, half, where(lt(b, a), g, 0.0)), b.shape()) : Tensor()};
-  });
+  Tensor out = kernels::minimum_forward(a, b, check_binary("minimum", a, b));
+  record(OpDef{"minimum", "da = g ⊙ ([a < b] + ½[a = b]), db = g ⊙ ([b < a] + ½[a = b]) (summed to shape)"}, {a, b},
+         out, {a, b}, [](const Tensor& g, const Saved& s) {
+           const Tensor& a = s[0];
+           const Tensor& b = s[1];
+           const Tensor half = g * 0.5;
+           const Tensor tie = eq(a, b);
+           return Grads{s.needs_grad(0) ? sum_to_size(where(tie, half, where(lt(a, b), g, 0.0)), s.shape(0)) : Tensor(),
+                        s.needs_grad(1) ? sum_to_size(where(tie, half, where(lt(b, a), g, 0.0)), s.shape(1)) : Tensor()};
+         });
   return out;
 }
 
@@ -330,15 +247,15 @@ Tensor div(const Tensor& a, double b, SourceLocation site) {
 Tensor neg(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   Tensor out = float_unary("neg", x, [](const auto& v) { return -v; });
-  record("neg", {x}, out, [](const Tensor& g, const Tensor&) { return Grads{neg(g)}; });
+  record(OpDef{"neg", "dx = −g"}, {x}, out, {}, [](const Tensor& g, const Saved&) { return Grads{-g}; });
   return out;
 }
 
 Tensor exp(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
-  Tensor out = float_unary("exp", x, [](const auto& v) { return v.exp(); });
-  dispatch_float(out.dtype(), [&]<class T>() { kernels::flush_subnormal(out.mutable_array<T>()); });  // exp(-inf) = 0
-  record("exp", {x}, out, [](const Tensor& g, const Tensor& y) { return Grads{mul(g, y)}; }, /*save_out=*/true);
+  check_floating("exp", "x", x);
+  Tensor out = kernels::exp_forward(x);
+  record(OpDef{"exp", "dx = g ⊙ y"}, {x}, out, {out}, [](const Tensor& g, const Saved& s) { return Grads{g * s[0]}; });
   return out;
 }
 
@@ -347,9 +264,7 @@ Tensor log(const Tensor& x, SourceLocation site) {
   check_floating("log", "x", x);
   check_domain("log", x, [](double v) { return v < 0; }, "x >= 0");
   Tensor out = float_unary("log", x, [](const auto& v) { return v.log(); });
-  record("log", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
-    const Tensor& x = in[0];
-    return Grads{div(g, x)}; });
+  record(OpDef{"log", "dx = g / x"}, {x}, out, {x}, [](const Tensor& g, const Saved& s) { return Grads{g / s[0]}; });
   return out;
 }
 
@@ -358,9 +273,8 @@ Tensor log1p(const Tensor& x, SourceLocation site) {
   check_floating("log1p", "x", x);
   check_domain("log1p", x, [](double v) { return v < -1; }, "x >= -1");
   Tensor out = float_unary("log1p", x, [](const auto& v) { return v.log1p(); });
-  record("log1p", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
-    const Tensor& x = in[0];
-    return Grads{div(g, add(x, 1.0))}; });
+  record(OpDef{"log1p", "dx = g / (1 + x)"}, {x}, out, {x},
+         [](const Tensor& g, const Saved& s) { return Grads{g / (s[0] + 1.0)}; });
   return out;
 }
 
@@ -369,7 +283,7 @@ Tensor sqrt(const Tensor& x, SourceLocation site) {
   check_floating("sqrt", "x", x);
   check_domain("sqrt", x, [](double v) { return v < 0; }, "x >= 0");
   Tensor out = float_unary("sqrt", x, [](const auto& v) { return v.sqrt(); });
-  record("sqrt", {x}, out, [](const Tensor& g, const Tensor& y) { return Grads{div(g, mul(y, 2.0))}; }, /*save_out=*/true);
+  record(OpDef{"sqrt", "dx = g / (2y)"}, {x}, out, {out}, [](const Tensor& g, const Saved& s) { return Grads{g / (s[0] * 2.0)}; });
   return out;
 }
 
@@ -385,17 +299,17 @@ Tensor sign(const Tensor& x, SourceLocation site) {
 Tensor abs(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   Tensor out = float_unary("abs", x, [](const auto& v) { return v.abs(); });
-  record("abs", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
-    const Tensor& x = in[0];
-    return Grads{mul(g, sign(x))}; });
+  record(OpDef{"abs", "dx = g ⊙ sign(x)"}, {x}, out, {x}, [](const Tensor& g, const Saved& s) { return Grads{g * sign(s[0])}; });
   return out;
 }
 
 Tensor tanh(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   Tensor out = float_unary("tanh", x, [](const auto& v) { return v.tanh(); });
-  record("tanh", {x}, out, [](const Tensor& g, const Tensor& y) { return Grads{mul(g, sub(scalar_like(y, 1.0), mul(y, y)))}; },
-         /*save_out=*/true);
+  record(OpDef{"tanh", "dx = g ⊙ (1 − y²)"}, {x}, out, {out}, [](const Tensor& g, const Saved& s) {
+    const Tensor& y = s[0];
+    return Grads{g * (scalar_like(y, 1.0) - y * y)};
+  });
   return out;
 }
 
@@ -403,46 +317,33 @@ Tensor sigmoid(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   // 1 / (1 + e^-x) overflows harmlessly to 0 for very negative x; Eigen's logistic is stable.
   Tensor out = float_unary("sigmoid", x, [](const auto& v) { return v.logistic(); });
-  record("sigmoid", {x}, out, [](const Tensor& g, const Tensor& y) { return Grads{mul(mul(g, y), sub(scalar_like(y, 1.0), y))}; },
-         /*save_out=*/true);
+  record(OpDef{"sigmoid", "dx = g ⊙ y ⊙ (1 − y)"}, {x}, out, {out}, [](const Tensor& g, const Saved& s) {
+    const Tensor& y = s[0];
+    return Grads{g * y * (scalar_like(y, 1.0) - y)};
+  });
   return out;
 }
 
+// relu keeps its output, not x: y > 0 exactly where x > 0, and y is usually kept anyway by the op
+// that reads it (a Linear's matmul), so x can be freed.
 Tensor relu(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
-  Tensor out = float_unary("relu", x, [](const auto& v) {
-    using T = typename std::decay_t<decltype(v)>::Scalar;
-    return v.max(T(0));
-  });
-  record("relu", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
-    const Tensor& x = in[0];
-    if (GradMode::is_enabled()) return Grads{where(gt(x, 0.0), g, 0.0)};  // create_graph: recorded
-    // Fused: dx = g [x > 0] in one pass. A plain loop the compiler turns into vector compares
-    // and blends (Eigen 3.4's select() is evaluated one scalar at a time, with a branch).
-    Tensor dx = Tensor::empty(x.shape(), x.dtype());
-    dispatch_float(x.dtype(), [&]<class T>() {
-      const T* xs = x.data<T>();
-      const T* gs = g.data<T>();
-      T* out = dx.mutable_data<T>();
-      const std::int64_t n = x.numel();
-      for (std::int64_t i = 0; i < n; ++i) {
-        const T gi = gs[i];  // loaded unconditionally, so the loop has no branch to vectorise around
-        out[i] = xs[i] > T(0) ? gi : T(0);
-      }
-    });
-    return Grads{dx}; });
+  check_floating("relu", "x", x);
+  Tensor out = kernels::relu_forward(x);
+  record(OpDef{"relu", "dx = g ⊙ [y > 0]  (= g ⊙ [x > 0])"}, {x}, out, {out},
+         [](const Tensor& g, const Saved& s) { return Grads{where(gt(s[0], 0.0), g, 0.0)}; },
+         [](const Tensor& g, const Saved& s) { return Grads{kernels::relu_backward(s[0], g)}; });
   return out;
 }
 
 Tensor erf(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
-  Tensor out = float_unary("erf", x, [](const auto& v) {
-    using T = typename std::decay_t<decltype(v)>::Scalar;
-    return v.unaryExpr([](T a) { return std::erf(a); });
+  check_floating("erf", "x", x);
+  Tensor out = kernels::erf_forward(x);
+  record(OpDef{"erf", "dx = g ⊙ (2/√π) e^(−x²)"}, {x}, out, {x}, [](const Tensor& g, const Saved& s) {
+    const Tensor& x = s[0];
+    return Grads{g * (exp(-(x * x)) * (2.0 / std::sqrt(std::numbers::pi)))};
   });
-  record("erf", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
-    const Tensor& x = in[0];
-    return Grads{mul(g, mul(exp(neg(mul(x, x))), 2.0 / std::sqrt(std::numbers::pi)))}; });
   return out;
 }
 
@@ -457,31 +358,16 @@ Tensor gelu(const Tensor& x, const std::string& approximate, SourceLocation site
     Tensor u = mul(add(x, mul(mul(mul(x, x), x), 0.044715)), c);
     return mul(mul(x, 0.5), add(tanh(u), 1.0));
   }
-  Tensor out = float_unary("gelu", x, [](const auto& v) {
-    using T = typename std::decay_t<decltype(v)>::Scalar;
-    return v.unaryExpr([](T a) { return T(0.5) * a * (T(1) + std::erf(a * T(std::numbers::sqrt2 / 2))); });
-  });
-  record("gelu", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) {
-    const Tensor& x = in[0];
-    if (!GradMode::is_enabled()) {
-      // Fused: dx = g (Phi(x) + x phi(x)), one pass.
-      Tensor dx = Tensor::empty(x.shape(), x.dtype());
-      dispatch_float(x.dtype(), [&]<class T>() {
-        const T* px = x.data<T>();
-        const T* pg = g.data<T>();
-        T* pd = dx.mutable_data<T>();
-        const T inv_sqrt2 = T(std::numbers::sqrt2 / 2), inv_sqrt2pi = T(0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
-        for (std::int64_t i = 0; i < x.numel(); ++i) {
-          const T a = px[i];
-          pd[i] = pg[i] * (T(0.5) * (T(1) + std::erf(a * inv_sqrt2)) + a * inv_sqrt2pi * std::exp(T(-0.5) * a * a));
-        }
-      });
-      return Grads{dx};
-    }
-    // Phi(x) = (1 + erf(x / sqrt 2)) / 2,  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
-    Tensor cdf = mul(add(erf(mul(x, std::numbers::sqrt2 / 2)), 1.0), 0.5);
-    Tensor pdf = mul(exp(mul(mul(x, x), -0.5)), 0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
-    return Grads{mul(g, add(cdf, mul(x, pdf)))}; });
+  Tensor out = kernels::gelu_forward(x);
+  record(OpDef{"gelu", "dx = g ⊙ (Φ(x) + x φ(x))"}, {x}, out, {x},
+         [](const Tensor& g, const Saved& s) {
+           // Phi(x) = (1 + erf(x / sqrt 2)) / 2,  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+           const Tensor& x = s[0];
+           Tensor cdf = (erf(x * (std::numbers::sqrt2 / 2)) + 1.0) * 0.5;
+           Tensor pdf = exp(x * x * -0.5) * (0.5 * std::numbers::inv_sqrtpi * std::numbers::sqrt2);
+           return Grads{g * (cdf + x * pdf)};
+         },
+         [](const Tensor& g, const Saved& s) { return Grads{kernels::gelu_backward(s[0], g)}; });
   return out;
 }
 
@@ -490,11 +376,9 @@ Tensor clamp(const Tensor& x, double lo, double hi, SourceLocation site) {
   check_floating("clamp", "x", x);
   if (std::isnan(lo) || std::isnan(hi) || lo > hi)
     throw InvalidArgument(fmt::format("clamp: min={} and max={}; expected min <= max and neither NaN", lo, hi));
-  Tensor out = float_unary("clamp", x, [lo, hi](const auto& v) {
-    using T = typename std::decay_t<decltype(v)>::Scalar;
-    return v.max(static_cast<T>(lo)).min(static_cast<T>(hi));
-  });
-  record("clamp", {x}, out, [x, lo, hi](const Tensor& g, const Tensor&) {
+  Tensor out = kernels::clamp_forward(x, lo, hi);
+  record(OpDef{"clamp", "dx = g ⊙ [lo ≤ x ≤ hi]"}, {x}, out, {x}, [lo, hi](const Tensor& g, const Saved& s) {
+    const Tensor& x = s[0];
     return Grads{where(logical_and(ge(x, lo), le(x, hi)), g, 0.0)};
   });
   return out;
@@ -519,35 +403,18 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b, SourceLocatio
                                       dtype_name(cond.dtype())));
   check_floating("where", "a", a);
   check_floating("where", "b", b);
-  const DType dt = check_same_dtype("where", "a", a, "b", b);
+  check_same_dtype("where", "a", a, "b", b);
   const Shape ab = broadcast_shapes("where", "a", a.shape(), "b", b.shape());
   const Shape shape = broadcast_shapes("where", "cond", cond.shape(), "a and b", ab);
-  Tensor out = Tensor::empty(shape, dt);
-  dispatch_float(dt, [&]<class T>() {
-    const bool* pc = cond.data<bool>();
-    const T* pa = a.data<T>();
-    const T* pb = b.data<T>();
-    T* po = out.mutable_data<T>();
-    const Idx4 n = padded_sizes(shape);
-    const Idx4 sc = broadcast_strides(cond.shape(), shape);
-    const Idx4 sa = broadcast_strides(a.shape(), shape);
-    const Idx4 sb = broadcast_strides(b.shape(), shape);
-    std::int64_t i = 0;
-    for (std::int64_t i0 = 0; i0 < n[0]; ++i0)
-      for (std::int64_t i1 = 0; i1 < n[1]; ++i1)
-        for (std::int64_t i2 = 0; i2 < n[2]; ++i2)
-          for (std::int64_t i3 = 0; i3 < n[3]; ++i3, ++i) {
-            const std::int64_t oc = i0 * sc[0] + i1 * sc[1] + i2 * sc[2] + i3 * sc[3];
-            const std::int64_t oa = i0 * sa[0] + i1 * sa[1] + i2 * sa[2] + i3 * sa[3];
-            const std::int64_t ob = i0 * sb[0] + i1 * sb[1] + i2 * sb[2] + i3 * sb[3];
-            po[i] = pc[oc] ? pa[oa] : pb[ob];
-          }
-  });
-  record("where", {a, b}, out, [cond, a, b](const Tensor& g, const Tensor&) {
-    const Tensor zero = scalar_like(g, 0.0);
-    return Grads{a.requires_grad() ? sum_to_size(where(cond, g, zero), a.shape()) : Tensor(),
-                 b.requires_grad() ? sum_to_size(where(cond, zero, g), b.shape()) : Tensor()};
-  });
+  Tensor out = kernels::where_forward(cond, a, b, shape);
+  // Only the mask is kept: the gradients route g, they do not read a or b.
+  record(OpDef{"where", "da = g ⊙ c, db = g ⊙ ¬c (summed to shape)"}, {a, b}, out, {cond},
+         [](const Tensor& g, const Saved& s) {
+           const Tensor& cond = s[0];
+           const Tensor zero = scalar_like(g, 0.0);
+           return Grads{s.needs_grad(0) ? sum_to_size(where(cond, g, zero), s.shape(0)) : Tensor(),
+                        s.needs_grad(1) ? sum_to_size(where(cond, zero, g), s.shape(1)) : Tensor()};
+         });
   return out;
 }
 
@@ -584,7 +451,7 @@ Tensor compare(const char* op, const Tensor& a, const Tensor& b, F f) {
   check_defined(op, "b", b);
   const DType dt = check_same_dtype(op, "a", a, "b", b);
   Tensor out = Tensor::empty(broadcast_shapes(op, "a", a.shape(), "b", b.shape()), kBool);
-  dispatch_all(dt, [&]<class T>() { binary_loop<T, T, bool>(a, b, out, f); });
+  dispatch_all(dt, [&]<class T>() { kernels::binary_map<T, T, bool>(a, b, out, f); });
   return out;
 }
 Tensor scalar_for(const char* op, const Tensor& a, double b) {
@@ -713,14 +580,14 @@ Tensor operator/(double a, const Tensor& b) { check_floating("div", "b", b); ret
 Tensor sin(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   Tensor out = float_unary("sin", x, [](const auto& v) { return v.sin(); });
-  record("sin", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) { return Grads{mul(g, cos(in[0]))}; });
+  record(OpDef{"sin", "dx = g ⊙ cos(x)"}, {x}, out, {x}, [](const Tensor& g, const Saved& s) { return Grads{g * cos(s[0])}; });
   return out;
 }
 
 Tensor cos(const Tensor& x, SourceLocation site) {
   const SiteScope site_scope(site);
   Tensor out = float_unary("cos", x, [](const auto& v) { return v.cos(); });
-  record("cos", {x}, out, [](const Tensor& g, const Tensor&, const InputList& in) { return Grads{neg(mul(g, sin(in[0])))}; });
+  record(OpDef{"cos", "dx = −g ⊙ sin(x)"}, {x}, out, {x}, [](const Tensor& g, const Saved& s) { return Grads{-(g * sin(s[0]))}; });
   return out;
 }
 
@@ -737,18 +604,12 @@ Tensor softplus(const Tensor& x, double beta, double threshold, SourceLocation s
   if (std::isnan(threshold))
     throw InvalidArgument(fmt::format("softplus: threshold = {}; expected a number (beta x above it is returned as x; "
                                       "the default is 20)", threshold));
-  Tensor out = float_unary("softplus", x, [beta, threshold](const auto& v) {
-    using T = typename std::decay_t<decltype(v)>::Scalar;
-    return v.unaryExpr([b = static_cast<T>(beta), th = static_cast<T>(threshold)](T a) {
-      const T z = a * b;
-      if (z > th) return a;
-      return ((z > T(0) ? z : T(0)) + std::log1p(std::exp(-std::abs(z)))) / b;
-    });
-  });
-  record("softplus", {x}, out, [beta, threshold](const Tensor& g, const Tensor&, const InputList& in) {
-    const Tensor z = mul(in[0], beta);
-    return Grads{where(gt(z, threshold), g, mul(g, sigmoid(z)))};
-  });
+  Tensor out = kernels::softplus_forward(x, beta, threshold);
+  record(OpDef{"softplus", "dx = g ⊙ σ(βx)  (g where βx > threshold)"}, {x}, out, {x},
+         [beta, threshold](const Tensor& g, const Saved& s) {
+           const Tensor z = s[0] * beta;
+           return Grads{where(gt(z, threshold), g, g * sigmoid(z))};
+         });
   return out;
 }
 
@@ -759,13 +620,9 @@ Tensor leaky_relu(const Tensor& x, double negative_slope, SourceLocation site) {
   if (!std::isfinite(negative_slope))
     throw InvalidArgument(fmt::format("leaky_relu: negative_slope = {}; expected a finite number (the default is 0.01)",
                                       negative_slope));
-  Tensor out = float_unary("leaky_relu", x, [negative_slope](const auto& v) {
-    using T = typename std::decay_t<decltype(v)>::Scalar;
-    return (v > T(0)).select(v, v * static_cast<T>(negative_slope));
-  });
-  record("leaky_relu", {x}, out, [negative_slope](const Tensor& g, const Tensor&, const InputList& in) {
-    return Grads{where(gt(in[0], 0.0), g, mul(g, negative_slope))};
-  });
+  Tensor out = kernels::leaky_relu_forward(x, negative_slope);
+  record(OpDef{"leaky_relu", "dx = g ⊙ [x > 0] + s g ⊙ [x ≤ 0]"}, {x}, out, {x},
+         [negative_slope](const Tensor& g, const Saved& s) { return Grads{where(gt(s[0], 0.0), g, g * negative_slope)}; });
   return out;
 }
 

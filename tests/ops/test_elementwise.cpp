@@ -308,3 +308,65 @@ TEST_CASE("elementwise: bad input throws, naming the op, the arguments and the f
   REQUIRE_THROWS_WITH(broadcast_to(zeros({3}), Shape{3, 2}), Contains("broadcast_to"));
   REQUIRE_THROWS_WITH(sum_to_size(zeros({2, 3}), Shape{4}), Contains("sum_to_size"));
 }
+
+// Each node keeps only what its VJP reads (issue 13): counted by tape_stats().saved_bytes, from
+// the dtype sizes by hand (float64 = 8 bytes, bool = 1), for inputs of 3 elements.
+TEST_CASE("elementwise: each node saves only what its VJP reads", "[ops][elementwise][memory]") {
+  clear_tape();
+  Tensor x = tensor({0.5, 1.5, 2.5}, kFloat64).requires_grad_();
+  Tensor w = tensor({1.0, 2.0, 3.0}, kFloat64).requires_grad_();
+  const Tensor c = tensor({2.0, 3.0, 4.0}, kFloat64);  // a constant: needs no gradient
+  const Tensor mask = gt(c, 2.5);
+  struct Case {
+    const char* op;
+    std::function<Tensor()> f;
+    std::size_t bytes;
+  };
+  const std::vector<Case> cases = {
+      {"add", [&] { return x + c; }, 0},
+      {"sub", [&] { return c - x; }, 0},
+      {"neg", [&] { return -x; }, 0},
+      {"broadcast_to", [&] { return broadcast_to(x, Shape{2, 3}); }, 0},
+      {"sum_to_size", [&] { return sum_to_size(x, Shape{}); }, 0},
+      {"clone", [&] { return x.clone(); }, 0},
+      {"to", [&] { return x.to(kFloat32); }, 0},
+      {"mul", [&] { return x * c; }, 24},             // c only: x's gradient reads it, c has none
+      {"mul", [&] { return x * w; }, 48},             // both
+      {"div", [&] { return x / c; }, 24},             // c
+      {"div", [&] { return c / x; }, 48},             // c and x (db = -g a / b^2)
+      {"pow", [&] { return pow(x, c); }, 48},         // a, b
+      {"pow", [&] { return pow(c, x); }, 48},         // a, y
+      {"pow", [&] { return pow(x, w); }, 72},         // a, b, y
+      {"pow", [&] { return pow(x, 3.0); }, 24},       // a
+      {"pow", [&] { return pow(x, 0.0); }, 0},        // nothing: the gradient is 0
+      {"maximum", [&] { return maximum(x, c); }, 48},
+      {"minimum", [&] { return minimum(x, c); }, 48},
+      {"where", [&] { return where(mask, x, c); }, 3},  // the bool mask only
+      {"exp", [&] { return exp(x); }, 24},            // y
+      {"sqrt", [&] { return sqrt(x); }, 24},          // y
+      {"tanh", [&] { return tanh(x); }, 24},          // y
+      {"sigmoid", [&] { return sigmoid(x); }, 24},    // y
+      {"relu", [&] { return relu(x); }, 24},          // y (not x)
+      {"log", [&] { return log(x); }, 24},            // x
+      {"log1p", [&] { return log1p(x); }, 24},
+      {"abs", [&] { return abs(x); }, 24},
+      {"erf", [&] { return erf(x); }, 24},
+      {"gelu", [&] { return gelu(x); }, 24},
+      {"clamp", [&] { return clamp(x, 0.0, 1.0); }, 24},
+      {"sin", [&] { return sin(x); }, 24},
+      {"cos", [&] { return cos(x); }, 24},
+      {"softplus", [&] { return softplus(x); }, 24},
+      {"leaky_relu", [&] { return leaky_relu(x); }, 24},
+  };
+  for (const Case& k : cases) {
+    INFO(k.op);
+    clear_tape();
+    const Tensor y = k.f();
+    REQUIRE(tape_size() == 1);
+    const Node& n = tape_nodes()[0];
+    REQUIRE(std::string(n.op) == k.op);
+    REQUIRE(std::string(n.formula).size() > 0);  // the VJP's maths travels with the node
+    REQUIRE(tape_stats().saved_bytes == k.bytes);
+  }
+  clear_tape();
+}
