@@ -8,20 +8,15 @@
 
 #include "autodiff/check.hpp"
 #include "autodiff/tape.hpp"
-#include "autodiff/threads.hpp"
 #include "ops/elementwise.hpp"
+#include "ops/kernels/linalg.hpp"
 #include "ops/shape.hpp"
 
 namespace tapegrad {
 
 namespace {
 
-// All dims but the last two (empty for matrices and vectors).
-Shape batch_of(const Shape& s) {
-  Shape b;
-  for (int i = 0; i + 2 < s.rank(); ++i) b.push_back(s[i]);
-  return b;
-}
+using kernels::batch_of;
 
 // Broadcast of two batch shapes; the message shows the full operand shapes.
 Shape broadcast_batch(const char* op, const Shape& a, const Shape& b) {
@@ -42,122 +37,47 @@ Shape broadcast_batch(const char* op, const Shape& a, const Shape& b) {
   return out;
 }
 
-// Calls f(i, ia, ib) for every flat index i of out_batch with the index of the matching matrix of
-// each operand, whose batch shapes a_batch and b_batch broadcast to it (size-1 and missing dims
-// repeat). No allocation: a training step must not touch the heap.
-template <class F>
-void for_each_batch(const Shape& a_batch, const Shape& b_batch, const Shape& out_batch, F&& f) {
-  const int r = out_batch.rank();
-  auto strides = [&](const Shape& in) {
-    const auto cs = contiguous_strides(in);
-    std::array<std::int64_t, kMaxRank> st{};
-    const int off = r - in.rank();
-    for (int k = 0; k < in.rank(); ++k)
-      st[static_cast<std::size_t>(off + k)] = in[k] == 1 ? 0 : cs[static_cast<std::size_t>(k)];
-    return st;
-  };
-  const auto sa = strides(a_batch), sb = strides(b_batch);
-  std::array<std::int64_t, kMaxRank> idx{};
-  for (std::int64_t i = 0; i < out_batch.numel(); ++i) {
-    std::int64_t oa = 0, ob = 0;
-    for (int k = 0; k < r; ++k) {
-      oa += idx[static_cast<std::size_t>(k)] * sa[static_cast<std::size_t>(k)];
-      ob += idx[static_cast<std::size_t>(k)] * sb[static_cast<std::size_t>(k)];
-    }
-    f(i, oa, ob);
-    for (int k = r - 1; k >= 0; --k) {
-      if (++idx[static_cast<std::size_t>(k)] < out_batch[k]) break;
-      idx[static_cast<std::size_t>(k)] = 0;
-    }
-  }
-}
-
-// C = op(A) op(B) for row-major A [a_rows, a_cols], B [b_rows, b_cols]; inner size k > 0.
-template <class T>
-void gemm(const T* pa, const T* pb, T* pc, Eigen::Index a_rows, Eigen::Index a_cols, Eigen::Index b_rows,
-          Eigen::Index b_cols, bool ta, bool tb) {
-  // The thread count defaults to 1 before the first product (OpenBLAS would otherwise use every core).
-  static const int threads_initialised = get_num_threads();
-  (void)threads_initialised;
-  using Mat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  const Eigen::Map<const Mat> A(pa, a_rows, a_cols);
-  const Eigen::Map<const Mat> B(pb, b_rows, b_cols);
-  Eigen::Map<Mat> C(pc, ta ? a_cols : a_rows, tb ? b_rows : b_cols);
-  if (!ta && !tb)
-    C.noalias() = A * B;
-  else if (!ta && tb)
-    C.noalias() = A * B.transpose();
-  else if (ta && !tb)
-    C.noalias() = A.transpose() * B;
-  else
-    C.noalias() = A.transpose() * B.transpose();
-}
-
 Tensor reshape_to(const Tensor& x, const Shape& s) { return reshape(x, s.to_vector()); }
 
 // The batched product behind matmul and matmul_t, on validated operands of rank >= 2.
-//   forward   C[b] = op_a(A[b_a]) op_b(B[b_b]), batch indices broadcast; one GEMM per batch, or a
-//             single GEMM with A's batch folded into its rows when B has no batch and A is not
-//             transposed (the [batch, n, k] @ [k, m] of a linear layer)
+//   forward   C[b] = op_a(A[b_a]) op_b(B[b_b]), batch indices broadcast (kernels::matmul_forward)
 //   vjp       dA = ta ? op_b(B) g^T : g op_b(B)^T          dB = tb ? g^T op_a(A) : op_a(A)^T g
 //             each summed over the batch dims its operand broadcast (sum_to_size); when B has no
-//             batch and A is not transposed, dB is one GEMM over the folded rows instead
-//   saved     A and B
+//             batch and A is not transposed, dB is one GEMM over the folded rows instead. Written
+//             with mm_impl itself, so it records under create_graph and runs the kernel otherwise.
+//   saved     A and B (each gradient needs the other operand)
 Tensor mm_impl(const char* op, const Tensor& a, const Tensor& b, bool ta, bool tb) {
-  const Shape& sa = a.shape();
-  const Shape& sb = b.shape();
-  const std::int64_t a_rows = sa[sa.rank() - 2], a_cols = sa[sa.rank() - 1];
-  const std::int64_t b_rows = sb[sb.rank() - 2], b_cols = sb[sb.rank() - 1];
-  const std::int64_t n = ta ? a_cols : a_rows;
-  const std::int64_t k = ta ? a_rows : a_cols;
-  const std::int64_t m = tb ? b_rows : b_cols;
-  const Shape batch_a = batch_of(sa);
-  const Shape batch_b = batch_of(sb);
-  Shape out_shape = broadcast_batch(op, sa, sb);
-  const Shape batch = out_shape;
-  out_shape.push_back(n);
-  out_shape.push_back(m);
-  Tensor out = Tensor::empty(out_shape, a.dtype(), op);
-  // B shared by every batch and A's rows contiguous: fold A's batch into rows.
-  const bool fold = batch_b.numel() == 1 && !ta;
-  if (out.numel() > 0) {
-    dispatch_float(a.dtype(), [&]<class T>() {
-      T* po = out.mutable_data<T>();
-      if (k == 0) {
-        out.mutable_array<T>().setZero();
-      } else if (fold) {
-        gemm<T>(a.data<T>(), b.data<T>(), po, batch_a.numel() * a_rows, a_cols, b_rows, b_cols, false, tb);
-      } else {
-        const T* pa = a.data<T>();
-        const T* pb = b.data<T>();
-        for_each_batch(batch_a, batch_b, batch, [&](std::int64_t i, std::int64_t oa, std::int64_t ob) {
-          gemm<T>(pa + oa * a_rows * a_cols, pb + ob * b_rows * b_cols, po + i * n * m, a_rows, a_cols, b_rows, b_cols,
-                  ta, tb);
-        });
-      }
-    });
-  }
-  const bool fold_db = fold && batch.numel() > 1;
-  record(op, {a, b}, out, [a, b, ta, tb, fold_db, rows = batch_a.numel() * a_rows, m](const Tensor& g, const Tensor&) {
-    Tensor da, db;
-    if (a.requires_grad()) {
-      da = ta ? mm_impl("matmul_t", b, g, tb, true) : mm_impl("matmul_t", g, b, false, !tb);
-      da = sum_to_size(da, a.shape());
-    }
-    if (b.requires_grad()) {
-      if (fold_db) {
-        // Sum over the batch of A[i]^T g[i] = A_rows^T g_rows with the batch folded into rows.
-        const Tensor af = reshape(a, {rows, a.size(-1)});
-        const Tensor gf = reshape(g, {rows, m});
-        db = reshape_to(tb ? mm_impl("matmul_t", gf, af, true, false) : mm_impl("matmul_t", af, gf, true, false),
-                        b.shape());
-      } else {
-        db = tb ? mm_impl("matmul_t", g, a, true, ta) : mm_impl("matmul_t", a, g, !ta, false);
-        db = sum_to_size(db, b.shape());
-      }
-    }
-    return Grads{da, db};
-  });
+  const Shape batch = broadcast_batch(op, a.shape(), b.shape());
+  Tensor out = kernels::matmul_forward(a, b, ta, tb, batch, op);
+  // B shared by every batch and A not transposed: the forward folded A's batch into rows, and so
+  // can dB's product.
+  const bool fold_db = batch_of(b.shape()).numel() == 1 && !ta && batch.numel() > 1;
+  const std::int64_t rows = batch_of(a.shape()).numel() * a.size(-2);  // A's rows with its batch folded in
+  const std::int64_t m = out.size(-1);
+  record(OpDef{op, ta || tb ? "dA = g op(B)ᵀ (ta: op(B) gᵀ), dB = op(A)ᵀ g (tb: gᵀ op(A)), summed over broadcast batch dims"
+                            : "dA = g Bᵀ, dB = Aᵀ g, summed over broadcast batch dims"},
+         {a, b}, out, {a, b}, [ta, tb, fold_db, rows, m](const Tensor& g, const Saved& s) {
+           const Tensor& a = s[0];
+           const Tensor& b = s[1];
+           Tensor da, db;
+           if (s.needs_grad(0)) {
+             da = ta ? mm_impl("matmul_t", b, g, tb, true) : mm_impl("matmul_t", g, b, false, !tb);
+             da = sum_to_size(da, a.shape());
+           }
+           if (s.needs_grad(1)) {
+             if (fold_db) {
+               // Sum over the batch of A[i]^T g[i] = A_rows^T g_rows with the batch folded into rows.
+               const Tensor af = reshape(a, {rows, a.size(-1)});
+               const Tensor gf = reshape(g, {rows, m});
+               db = reshape_to(tb ? mm_impl("matmul_t", gf, af, true, false) : mm_impl("matmul_t", af, gf, true, false),
+                               b.shape());
+             } else {
+               db = tb ? mm_impl("matmul_t", g, a, true, ta) : mm_impl("matmul_t", a, g, !ta, false);
+               db = sum_to_size(db, b.shape());
+             }
+           }
+           return Grads{da, db};
+         });
   return out;
 }
 

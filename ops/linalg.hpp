@@ -5,6 +5,7 @@
 //   1-D b as [k, 1], the added dim removed from the result; batch dims (all but the last two)
 //   broadcast, up to rank 4.
 //   vjp: dA = g B^T, dB = A^T g, each summed back over broadcast batch dims.
+//   saved: A and B (the promoted vectors are recorded views that save nothing)
 #include "autodiff/source_location.hpp"
 
 #include "autodiff/tensor.hpp"

@@ -11,16 +11,18 @@
 
 namespace tapegrad {
 
+// sum, mean: saved nothing (the VJPs need only x's shape, which every node keeps).
 Tensor sum(const Tensor& x, SourceLocation site = SourceLocation::current());                                    // all elements -> rank 0; dx = g (broadcast)
 Tensor sum(const Tensor& x, int dim, bool keepdim = false, SourceLocation site = SourceLocation::current());     // dx = g broadcast along dim
 Tensor mean(const Tensor& x, SourceLocation site = SourceLocation::current());                                   // dx = g / numel
 Tensor mean(const Tensor& x, int dim, bool keepdim = false, SourceLocation site = SourceLocation::current());    // dx = g / size(dim)
 // max/min over all elements: the gradient is shared evenly by all elements equal to the result
-// (PyTorch's evenly_distribute_backward).
+// (PyTorch's evenly_distribute_backward).   saved: x and the output y (the mask is x = y)
 Tensor max(const Tensor& x, SourceLocation site = SourceLocation::current());
 Tensor min(const Tensor& x, SourceLocation site = SourceLocation::current());
 // max/min along dim: values; the gradient goes to the position argmax/argmin returns (the first
 // occurrence of the extreme value), as torch.max(x, dim) sends it to its returned index.
+//   saved: those indices (int64, x's shape with size 1 at dim); not x
 Tensor max(const Tensor& x, int dim, bool keepdim = false, SourceLocation site = SourceLocation::current());
 Tensor min(const Tensor& x, int dim, bool keepdim = false, SourceLocation site = SourceLocation::current());
 Tensor argmax(const Tensor& x, int dim, bool keepdim = false, SourceLocation site = SourceLocation::current());  // int64, first occurrence

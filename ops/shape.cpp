@@ -9,6 +9,7 @@
 #include "autodiff/check.hpp"
 #include "autodiff/tape.hpp"
 #include "ops/elementwise.hpp"
+#include "ops/kernels/shape.hpp"
 
 namespace tapegrad {
 
@@ -21,10 +22,11 @@ Tensor reshape_to(const Tensor& g, const Shape& shape) { return reshape(g, shape
 
 // Views differ only in how they compute the new shape; all of them are
 //   forward   out = x's storage seen with another shape      vjp   dx = reshape(g, x.shape)
-//   saved     x's shape only
+//   saved     nothing (x's shape is in the node's input metadata)
 Tensor view_op(const char* op, const Tensor& x, const Shape& shape) {
   Tensor out = make_view(x, shape);
-  record(op, {x}, out, [in = x.shape()](const Tensor& g, const Tensor&) { return Grads{reshape_to(g, in)}; });
+  record(OpDef{op, "dx = reshape(g, x.shape)"}, {x}, out, {},
+         [](const Tensor& g, const Saved& s) { return Grads{reshape_to(g, s.shape(0))}; });
   return out;
 }
 
@@ -72,36 +74,8 @@ Shape infer_shape(const char* op, const Tensor& x, const std::vector<std::int64_
 }
 
 
-// out[o, j, i] = x[o, pos[j], i] along dim; pos already validated. Any dtype (bytes are copied).
-Tensor gather_along(const Tensor& x, int dim, const std::vector<std::int64_t>& pos) {
-  Shape os = x.shape();
-  os[dim] = static_cast<std::int64_t>(pos.size());
-  Tensor out = Tensor::empty(os, x.dtype());
-  if (out.numel() == 0) return out;
-  const DimSplit sp = split_at(x.shape(), dim);
-  const auto es = dtype_size(x.dtype());
-  const auto row = static_cast<std::size_t>(sp.inner) * es;
-  const auto* px = static_cast<const unsigned char*>(x.impl().data);
-  auto* po = static_cast<unsigned char*>(out.impl().data);
-  const auto n = static_cast<std::int64_t>(pos.size());
-  for (std::int64_t o = 0; o < sp.outer; ++o)
-    for (std::int64_t j = 0; j < n; ++j)
-      std::memcpy(po + static_cast<std::size_t>(o * n + j) * row,
-                  px + static_cast<std::size_t>(o * sp.size + pos[static_cast<std::size_t>(j)]) * row, row);
-  return out;
-}
-
-std::vector<std::int64_t> index_values(const Tensor& index) {
-  const auto* p = index.data<std::int64_t>();
-  return std::vector<std::int64_t>(p, p + index.numel());
-}
-
-Tensor index_tensor(const std::vector<std::int64_t>& pos) {
-  return from_vector(pos, Shape{static_cast<std::int64_t>(pos.size())});
-}
-
-// Checks index is a 1-D int64 tensor whose values are in [0, size(dim)) and returns them.
-std::vector<std::int64_t> checked_index(const char* op, const Tensor& x, int dim, const Tensor& index) {
+// Checks index is a 1-D int64 tensor whose values are in [0, size(dim)).
+void check_index(const char* op, const Tensor& x, int dim, const Tensor& index) {
   check_defined(op, "index", index);
   if (index.dtype() != kInt64)
     throw InvalidArgument(fmt::format("{}: index has dtype {} (shape {}); expected int64 positions "
@@ -110,14 +84,13 @@ std::vector<std::int64_t> checked_index(const char* op, const Tensor& x, int dim
   if (index.dim() != 1)
     throw InvalidArgument(fmt::format("{}: index has shape {} (rank {}); expected a 1-D tensor of positions", op,
                                       index.shape(), index.dim()));
-  std::vector<std::int64_t> pos = index_values(index);
+  const std::int64_t* pos = index.data<std::int64_t>();
   const std::int64_t size = x.shape()[dim];
-  for (std::size_t j = 0; j < pos.size(); ++j)
+  for (std::int64_t j = 0; j < index.numel(); ++j)
     if (pos[j] < 0 || pos[j] >= size)
       throw InvalidArgument(fmt::format("{}: index[{}] = {} is out of range for dim {} of x with shape {} (expected 0 <= "
                                         "index < {})",
                                         op, j, pos[j], dim, x.shape(), size));
-  return pos;
 }
 
 void check_has_dims(const char* op, const char* name, const Tensor& x) {
@@ -127,45 +100,16 @@ void check_has_dims(const char* op, const char* name, const Tensor& x) {
                                       op, name));
 }
 
-// slice and narrow: positions start, start + step, ... (< end) along dim, all in range.
+// slice and narrow: positions start, start + step, ... (len of them) along dim, all in range.
 //   forward   out[.., j, ..] = x[.., start + j step, ..]
-//   vjp       dx = index_add(zeros(x.shape), dim, positions, g)      saved: positions
-Tensor slice_positions(const char* op, const Tensor& x, int dim, std::int64_t start, std::int64_t len,
-                       std::int64_t step) {
-  std::vector<std::int64_t> pos(static_cast<std::size_t>(len));
-  for (std::int64_t j = 0; j < len; ++j) pos[static_cast<std::size_t>(j)] = start + j * step;
-  Tensor out = gather_along(x, dim, pos);
-  record(op, {x}, out, [pos, dim, in = x.shape()](const Tensor& g, const Tensor&) {
-    return Grads{index_add(zeros(in, g.dtype()), dim, index_tensor(pos), g)};
-  });
-  return out;
-}
-
-// Copies a (rank <= 4) into a new tensor with its dims permuted: out.shape[k] = x.shape[dims[k]].
-Tensor permute_copy(const Tensor& x, const std::vector<int>& dims) {
-  Shape os;
-  for (int d : dims) os.push_back(x.shape()[d]);
-  Tensor out = Tensor::empty(os, x.dtype());
-  if (out.numel() == 0) return out;
-  const auto cs = contiguous_strides(x.shape());
-  std::array<std::int64_t, kMaxRank> n{1, 1, 1, 1};
-  std::array<std::int64_t, kMaxRank> st{0, 0, 0, 0};
-  const int off = kMaxRank - os.rank();
-  for (int k = 0; k < os.rank(); ++k) {
-    n[static_cast<std::size_t>(off + k)] = os[k];
-    st[static_cast<std::size_t>(off + k)] = cs[static_cast<std::size_t>(dims[static_cast<std::size_t>(k)])];
-  }
-  dispatch_all(x.dtype(), [&]<class T>() {
-    const T* px = x.data<T>();
-    T* po = out.mutable_data<T>();
-    std::int64_t i = 0;
-    for (std::int64_t i0 = 0; i0 < n[0]; ++i0)
-      for (std::int64_t i1 = 0; i1 < n[1]; ++i1)
-        for (std::int64_t i2 = 0; i2 < n[2]; ++i2) {
-          const std::int64_t base = i0 * st[0] + i1 * st[1] + i2 * st[2];
-          for (std::int64_t i3 = 0; i3 < n[3]; ++i3) po[i++] = px[base + i3 * st[3]];
-        }
-  });
+//   vjp       dx = index_add(zeros(x.shape), dim, start + arange(len) step, g)
+//   saved     nothing (start, len and step are plain values; the positions are rebuilt in the VJP)
+Tensor slice_op(const char* op, const Tensor& x, int dim, std::int64_t start, std::int64_t len, std::int64_t step) {
+  Tensor out = kernels::slice_forward(x, dim, start, len, step);
+  record(OpDef{op, "dx = 0 with g added at positions start + j·step along dim"}, {x}, out, {},
+         [dim, start, len, step](const Tensor& g, const Saved& s) {
+           return Grads{index_add(zeros(s.shape(0), g.dtype()), dim, kernels::slice_positions(start, len, step), g)};
+         });
   return out;
 }
 
@@ -240,20 +184,22 @@ Tensor squeeze(const Tensor& x, int dim, SourceLocation site) {
 // ---- copies ----
 
 // transpose: out = x with dims dim0 and dim1 swapped (a copy; tensors are always contiguous).
-//   vjp  dx = transpose(g, dim0, dim1)
+//   vjp  dx = transpose(g, dim0, dim1)      saved: nothing
 Tensor transpose(const Tensor& x, int dim0, int dim1, SourceLocation site) {
   const SiteScope site_scope(site);
   const int d0 = check_dim("transpose", "x", x, dim0);
   const int d1 = check_dim("transpose", "x", x, dim1);
-  std::vector<int> perm;
-  for (int i = 0; i < x.dim(); ++i) perm.push_back(i);
+  std::array<int, kMaxRank> perm{};
+  for (int i = 0; i < x.dim(); ++i) perm[static_cast<std::size_t>(i)] = i;
   if (x.dim() > 0) std::swap(perm[static_cast<std::size_t>(d0)], perm[static_cast<std::size_t>(d1)]);
-  Tensor out = permute_copy(x, perm);
-  record("transpose", {x}, out, [d0, d1](const Tensor& g, const Tensor&) { return Grads{transpose(g, d0, d1)}; });
+  Tensor out = kernels::permute_forward(x, {perm.data(), static_cast<std::size_t>(x.dim())});
+  record(OpDef{"transpose", "dx = transpose(g, dim0, dim1)"}, {x}, out, {},
+         [d0, d1](const Tensor& g, const Saved&) { return Grads{transpose(g, d0, d1)}; });
   return out;
 }
 
 // permute: out.shape[k] = x.shape[dims[k]].   vjp  dx = permute(g, inverse(dims))
+//   saved: nothing (the inverse permutation is a std::array in the closure)
 Tensor permute(const Tensor& x, const std::vector<int>& dims, SourceLocation site) {
   const SiteScope site_scope(site);
   check_defined("permute", "x", x);
@@ -261,8 +207,8 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims, SourceLocation sit
     throw InvalidArgument(fmt::format("permute: dims [{}] has {} entries but x of shape {} has {} dims (expected one entry "
                                       "per dim)",
                                       fmt::join(dims, ", "), dims.size(), x.shape(), x.dim()));
-  std::vector<int> perm(dims.size());
-  std::vector<int> inverse(dims.size(), -1);
+  std::array<int, kMaxRank> perm{};
+  std::array<int, kMaxRank> inverse{-1, -1, -1, -1};
   for (std::size_t k = 0; k < dims.size(); ++k) {
     const int d = check_dim("permute", "x", x, dims[k]);
     if (inverse[static_cast<std::size_t>(d)] >= 0)
@@ -271,8 +217,12 @@ Tensor permute(const Tensor& x, const std::vector<int>& dims, SourceLocation sit
     perm[k] = d;
     inverse[static_cast<std::size_t>(d)] = static_cast<int>(k);
   }
-  Tensor out = permute_copy(x, perm);
-  record("permute", {x}, out, [inverse](const Tensor& g, const Tensor&) { return Grads{permute(g, inverse)}; });
+  const auto rank = static_cast<std::size_t>(x.dim());
+  Tensor out = kernels::permute_forward(x, {perm.data(), rank});
+  record(OpDef{"permute", "dx = permute(g, inverse(dims))"}, {x}, out, {},
+         [inverse, rank](const Tensor& g, const Saved&) {
+           return Grads{permute(g, std::vector<int>(inverse.begin(), inverse.begin() + static_cast<std::ptrdiff_t>(rank)))};
+         });
   return out;
 }
 
@@ -294,7 +244,7 @@ Tensor slice(const Tensor& x, int dim, std::int64_t start, std::int64_t end, std
   const std::int64_t b = clamp_index(start);
   const std::int64_t e = clamp_index(end);
   const std::int64_t len = e > b ? (e - b - 1) / step + 1 : 0;
-  return slice_positions("slice", x, d, b, len, step);
+  return slice_op("slice", x, d, b, len, step);
 }
 
 // narrow(x, dim, start, length) = x[start:start+length] along dim; unlike slice the range must
@@ -313,11 +263,12 @@ Tensor narrow(const Tensor& x, int dim, std::int64_t start, std::int64_t length,
     throw InvalidArgument(fmt::format("narrow: length {} from start {} does not fit in dim {} of x with shape {} "
                                       "(expected 0 <= length <= {})",
                                       length, start, d, x.shape(), size - start));
-  return slice_positions("narrow", x, d, start, length, 1);
+  return slice_op("narrow", x, d, start, length, 1);
 }
 
 // cat: tensors joined along dim; all have the same dtype, rank and sizes except along dim.
-//   vjp   d tensors[i] = slice(g, dim, offset_i, offset_i + size_i)      saved: the sizes
+//   vjp   d tensors[i] = slice(g, dim, offset_i, offset_i + size_i)
+//   saved nothing (the sizes are the inputs' shapes, which the node keeps as metadata)
 Tensor cat(const std::vector<Tensor>& tensors, int dim, SourceLocation site) {
   const SiteScope site_scope(site);
   if (tensors.empty()) throw InvalidArgument("cat: tensors is empty; expected at least one tensor to concatenate");
@@ -342,35 +293,19 @@ Tensor cat(const std::vector<Tensor>& tensors, int dim, SourceLocation site) {
                                         name, t.shape(), first.shape(), d));
     os[d] += t.shape()[d];
   }
-  Tensor out = Tensor::empty(os, first.dtype());
-  const DimSplit so = split_at(os, d);
-  const auto es = dtype_size(first.dtype());
-  auto* po = static_cast<unsigned char*>(out.impl().data);
-  std::int64_t offset = 0;
-  std::vector<std::int64_t> sizes;
-  for (const Tensor& t : tensors) {
-    const std::int64_t n = t.shape()[d];
-    const auto block = static_cast<std::size_t>(n * so.inner) * es;
-    if (block > 0) {
-      const auto* pt = static_cast<const unsigned char*>(t.impl().data);
-      for (std::int64_t o = 0; o < so.outer; ++o)
-        std::memcpy(po + static_cast<std::size_t>((o * so.size + offset) * so.inner) * es, pt + static_cast<std::size_t>(o) * block,
-                    block);
-    }
-    sizes.push_back(n);
-    offset += n;
-  }
-  std::vector<bool> needs;
-  for (const Tensor& t : tensors) needs.push_back(t.requires_grad());
-  record("cat", tensors, out, [sizes, needs, d](const Tensor& g, const Tensor&) {
-    Grads gs;
-    std::int64_t off = 0;
-    for (std::size_t i = 0; i < sizes.size(); ++i) {
-      gs.push_back(needs[i] ? slice(g, d, off, off + sizes[i]) : Tensor());
-      off += sizes[i];
-    }
-    return gs;
-  });
+  Tensor out = kernels::cat_forward(tensors, d);
+  record(OpDef{"cat", "dtensors[i] = the slice of g along dim that tensors[i] filled"}, tensors, out, {},
+         [d](const Tensor& g, const Saved& s) {
+           Grads gs;
+           gs.reserve(s.inputs());
+           std::int64_t off = 0;
+           for (std::size_t i = 0; i < s.inputs(); ++i) {
+             const std::int64_t n = s.shape(i)[d];
+             gs.push_back(s.needs_grad(i) ? slice(g, d, off, off + n) : Tensor());
+             off += n;
+           }
+           return gs;
+         });
   return out;
 }
 
@@ -398,53 +333,39 @@ Tensor stack(const std::vector<Tensor>& tensors, int dim, SourceLocation site) {
 }
 
 // index_select: out[.., j, ..] = x[.., index[j], ..] along dim.
-//   vjp   dx = index_add(zeros(x.shape), dim, index, g)      saved: index
+//   vjp   dx = index_add(zeros(x.shape), dim, index, g)      saved: index (not x)
 Tensor index_select(const Tensor& x, int dim, const Tensor& index, SourceLocation site) {
   const SiteScope site_scope(site);
   check_has_dims("index_select", "x", x);
   const int d = check_dim("index_select", "x", x, dim);
-  const std::vector<std::int64_t> pos = checked_index("index_select", x, d, index);
-  Tensor out = gather_along(x, d, pos);
-  record("index_select", {x}, out, [index, d, in = x.shape()](const Tensor& g, const Tensor&) {
-    return Grads{index_add(zeros(in, g.dtype()), d, index, g)};
-  });
+  check_index("index_select", x, d, index);
+  Tensor out = kernels::index_select_forward(x, d, index);
+  record(OpDef{"index_select", "dx = index_add(0, dim, index, g)"}, {x}, out, {index},
+         [d](const Tensor& g, const Saved& s) { return Grads{index_add(zeros(s.shape(0), g.dtype()), d, s[0], g)}; });
   return out;
 }
 
 // index_add: out = x; out[.., index[j], ..] += source[.., j, ..].
-//   vjp   dx = g      dsource = index_select(g, dim, index)      saved: index
+//   vjp   dx = g      dsource = index_select(g, dim, index)      saved: index (not x, not source)
 Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& source, SourceLocation site) {
   const SiteScope site_scope(site);
   check_has_dims("index_add", "x", x);
   check_floating("index_add", "x", x);
   check_floating("index_add", "source", source);
-  const DType dt = check_same_dtype("index_add", "x", x, "source", source);
+  check_same_dtype("index_add", "x", x, "source", source);
   const int d = check_dim("index_add", "x", x, dim);
-  const std::vector<std::int64_t> pos = checked_index("index_add", x, d, index);
+  check_index("index_add", x, d, index);
   Shape expected = x.shape();
-  expected[d] = static_cast<std::int64_t>(pos.size());
+  expected[d] = index.numel();
   if (source.shape() != expected)
     throw InvalidArgument(fmt::format("index_add: source has shape {}; expected {} (x's shape {} with dim {} of size "
                                       "index.numel() = {})",
-                                      source.shape(), expected, x.shape(), d, pos.size()));
-  Tensor out = x.contiguous_copy_detached();
-  const DimSplit sp = split_at(x.shape(), d);
-  const auto n = static_cast<std::int64_t>(pos.size());
-  dispatch_float(dt, [&]<class T>() {
-    using Row = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-    using CRow = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
-    if (source.numel() == 0) return;
-    const T* ps = source.data<T>();
-    T* po = out.mutable_data<T>();
-    const auto inner = static_cast<Eigen::Index>(sp.inner);
-    for (std::int64_t o = 0; o < sp.outer; ++o)
-      for (std::int64_t j = 0; j < n; ++j)
-        Row(po + (o * sp.size + pos[static_cast<std::size_t>(j)]) * sp.inner, inner) +=
-            CRow(ps + (o * n + j) * sp.inner, inner);
-  });
-  record("index_add", {x, source}, out, [index, d, ns = source.requires_grad()](const Tensor& g, const Tensor&) {
-    return Grads{g, ns ? index_select(g, d, index) : Tensor()};
-  });
+                                      source.shape(), expected, x.shape(), d, index.numel()));
+  Tensor out = kernels::index_add_forward(x, d, index, source);
+  record(OpDef{"index_add", "dx = g, dsource = index_select(g, dim, index)"}, {x, source}, out, {index},
+         [d](const Tensor& g, const Saved& s) {
+           return Grads{g, s.needs_grad(1) ? index_select(g, d, s[0]) : Tensor()};
+         });
   return out;
 }
 
@@ -453,9 +374,8 @@ Tensor index_add(const Tensor& x, int dim, const Tensor& index, const Tensor& so
 
 namespace {
 
-// Checks index for gather/scatter_add against input (rank, dtype, sizes, values) and returns, for
-// each element of index in row-major order, the flat offset in input it addresses.
-std::vector<std::int64_t> gather_offsets(const char* op, const Tensor& input, int dim, const Tensor& index) {
+// Checks index for gather/scatter_add against input (rank, dtype, sizes, values).
+void check_gather_index(const char* op, const Tensor& input, int dim, const Tensor& index) {
   check_defined(op, "index", index);
   if (index.dtype() != kInt64)
     throw InvalidArgument(fmt::format("{}: index has dtype {} (shape {}); expected int64 positions (use index.to(kInt64) "
@@ -466,17 +386,14 @@ std::vector<std::int64_t> gather_offsets(const char* op, const Tensor& input, in
                                       "of the same rank as input",
                                       op, index.shape(), index.dim(), input.shape(), input.dim()));
   const std::int64_t n = index.numel();
-  if (n == 0) return {};
+  if (n == 0) return;
   for (int d = 0; d < input.dim(); ++d)
     if (d != dim && index.size(d) > input.size(d))
       throw InvalidArgument(fmt::format("{}: index of shape {} is larger than input of shape {} at dim {} ({} > {}); "
                                         "expected index.size(d) <= input.size(d) for every d != dim ({})",
                                         op, index.shape(), input.shape(), d, index.size(d), input.size(d), dim));
   const std::int64_t size = input.dim() == 0 ? 1 : input.size(dim);
-  const auto in_st = contiguous_strides(input.shape());
-  const auto ix_st = contiguous_strides(index.shape());
   const std::int64_t* pi = index.data<std::int64_t>();
-  std::vector<std::int64_t> off(static_cast<std::size_t>(n));
   for (std::int64_t j = 0; j < n; ++j) {
     const std::int64_t v = pi[j];
     if (v < 0 || v >= size)
@@ -484,63 +401,42 @@ std::vector<std::int64_t> gather_offsets(const char* op, const Tensor& input, in
                                         "0 <= index < {})",
                                         op, fmt::join(unravel_index(index.shape(), j), ", "), v, dim, input.shape(),
                                         size));
-    std::int64_t o = 0, rem = j;
-    for (int d = 0; d < index.dim(); ++d) {
-      const auto ud = static_cast<std::size_t>(d);
-      const std::int64_t c = rem / ix_st[ud];
-      rem %= ix_st[ud];
-      o += (d == dim ? v : c) * in_st[ud];
-    }
-    off[static_cast<std::size_t>(j)] = o;
   }
-  return off;
 }
 
 }  // namespace
 
-// gather: out[j] = input[off[j]], off from index (gather_offsets).
-//   vjp   dinput = scatter_add(zeros(input.shape), dim, index, g)      saved: index
+// gather: out[j] = input at index[j] along dim, at j's own coordinates elsewhere.
+//   vjp   dinput = scatter_add(zeros(input.shape), dim, index, g)      saved: index (not input)
 Tensor gather(const Tensor& input, int dim, const Tensor& index, SourceLocation site) {
   const SiteScope site_scope(site);
   check_defined("gather", "input", input);
   const int d = check_dim("gather", "input", input, dim);
-  const std::vector<std::int64_t> off = gather_offsets("gather", input, d, index);
-  Tensor out = Tensor::empty(index.shape(), input.dtype());
-  dispatch_all(input.dtype(), [&]<class T>() {
-    if (off.empty()) return;
-    const T* px = input.data<T>();
-    T* po = out.mutable_data<T>();
-    for (std::size_t j = 0; j < off.size(); ++j) po[j] = px[off[j]];
-  });
-  record("gather", {input}, out, [index, d, in = input.shape()](const Tensor& g, const Tensor&) {
-    return Grads{scatter_add(zeros(in, g.dtype()), d, index, g)};
-  });
+  check_gather_index("gather", input, d, index);
+  Tensor out = kernels::gather_forward(input, d, index);
+  record(OpDef{"gather", "dinput = scatter_add(0, dim, index, g)"}, {input}, out, {index},
+         [d](const Tensor& g, const Saved& s) { return Grads{scatter_add(zeros(s.shape(0), g.dtype()), d, s[0], g)}; });
   return out;
 }
 
-// scatter_add: out = input; out[off[j]] += src[j].
-//   vjp   dinput = g      dsrc = gather(g, dim, index)      saved: index
+// scatter_add: out = input; out at index[j] along dim (j's coordinates elsewhere) += src[j].
+//   vjp   dinput = g      dsrc = gather(g, dim, index)      saved: index (not input, not src)
 Tensor scatter_add(const Tensor& input, int dim, const Tensor& index, const Tensor& src, SourceLocation site) {
   const SiteScope site_scope(site);
   check_floating("scatter_add", "input", input);
   check_floating("scatter_add", "src", src);
-  const DType dt = check_same_dtype("scatter_add", "input", input, "src", src);
+  check_same_dtype("scatter_add", "input", input, "src", src);
   const int d = check_dim("scatter_add", "input", input, dim);
-  const std::vector<std::int64_t> off = gather_offsets("scatter_add", input, d, index);
+  check_gather_index("scatter_add", input, d, index);
   if (src.shape() != index.shape())
     throw InvalidArgument(fmt::format("scatter_add: src has shape {} but index has shape {}; expected src of index's "
                                       "shape (slice src to it)",
                                       src.shape(), index.shape()));
-  Tensor out = input.contiguous_copy_detached();
-  dispatch_float(dt, [&]<class T>() {
-    if (off.empty()) return;
-    const T* ps = src.data<T>();
-    T* po = out.mutable_data<T>();
-    for (std::size_t j = 0; j < off.size(); ++j) po[off[j]] += ps[j];
-  });
-  record("scatter_add", {input, src}, out, [index, d](const Tensor& g, const Tensor&, const InputList& in) {
-    return Grads{in[0].requires_grad() ? g : Tensor(), in[1].requires_grad() ? gather(g, d, index) : Tensor()};
-  });
+  Tensor out = kernels::scatter_add_forward(input, d, index, src);
+  record(OpDef{"scatter_add", "dinput = g, dsrc = gather(g, dim, index)"}, {input, src}, out, {index},
+         [d](const Tensor& g, const Saved& s) {
+           return Grads{s.needs_grad(0) ? g : Tensor(), s.needs_grad(1) ? gather(g, d, s[0]) : Tensor()};
+         });
   return out;
 }
 

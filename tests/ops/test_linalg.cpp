@@ -207,3 +207,21 @@ TEST_CASE("linear: x W^T + b in PyTorch's [out, in] layout", "[ops][linear]") {
   REQUIRE_THROWS_WITH(linear(x, w, zeros({3}, kFloat64)), Contains("linear: bias has shape [3]; expected [2]"));
   REQUIRE_THROWS_WITH(linear(x, w.to(kFloat32)), Contains("float32"));
 }
+
+TEST_CASE("matmul, matmul_t: nodes save both operands and nothing else", "[ops][matmul][saved]") {
+  Generator gen(9);
+  const Tensor a = randn({2, 3, 4}, gen, kFloat64).requires_grad_();
+  const Tensor b = randn({4, 5}, gen, kFloat64).requires_grad_();
+  auto check_last = [&](const char* op) {
+    const Node& n = tape_nodes()[tape_nodes().size() - 1];
+    CHECK(std::string(n.op) == op);
+    REQUIRE(n.saved.size() == 2);
+    CHECK(n.saved[0].same(a));
+    CHECK(n.saved[1].same(b));
+    CHECK(n.saved_bytes == (24 + 20) * sizeof(double));
+  };
+  const Tensor c = matmul(a, b);
+  check_last("matmul");
+  const Tensor ct = matmul_t(a, b, false, false);
+  check_last("matmul_t");
+}

@@ -240,3 +240,27 @@ TEST_CASE("reductions: bad inputs throw InvalidArgument naming the op", "[ops][r
   REQUIRE_THROWS_WITH(mean(int_values({1, 2}, {2})), Contains("mean") && Contains("int64"));
   REQUIRE_THROWS_WITH(mean(int_values({1, 2}, {2}), 0), Contains("mean") && Contains("int64"));
 }
+
+TEST_CASE("reductions: nodes save only what their VJPs read", "[ops][reduce][saved]") {
+  Generator gen(9);
+  const Tensor x = randn({3, 4}, gen, kFloat64).requires_grad_();
+  auto last = []() -> const Node& { return tape_nodes()[tape_nodes().size() - 1]; };
+  // sum and mean: nothing (x's shape is in the node's input metadata)
+  const Tensor s0 = sum(x);
+  CHECK(last().saved.empty());
+  const Tensor s1 = sum(x, 1);
+  CHECK(last().saved.empty());
+  const Tensor m0 = mean(x);
+  CHECK(last().saved.empty());
+  const Tensor m1 = mean(x, 0, true);
+  CHECK(last().saved.empty());
+  CHECK(last().saved_bytes == 0);
+  const Tensor m = max(x);
+  CHECK(last().saved.size() == 2);  // x and the output (the mask is x = y)
+  CHECK(last().saved_bytes == (12 + 1) * sizeof(double));
+  const Tensor md = min(x, 1);
+  REQUIRE(last().saved.size() == 1);  // the argmin indices only, keepdim shape
+  CHECK(last().saved[0].dtype() == kInt64);
+  CHECK(last().saved[0].shape() == Shape{3, 1});
+  CHECK(last().saved_bytes == 3 * sizeof(std::int64_t));
+}

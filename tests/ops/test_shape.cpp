@@ -367,3 +367,33 @@ TEST_CASE("shape ops: bad inputs throw InvalidArgument naming the op", "[ops][sh
   REQUIRE_THROWS_WITH(index_add(x, 0, positions({5}), zeros({1, 3}, kFloat64)), Contains("index_add: index[0] = 5"));
   REQUIRE_THROWS_WITH(index_add(x, 0, positions({0}), zeros({1, 3}, kFloat32)), Contains("index_add") && Contains("float32"));
 }
+
+TEST_CASE("shape ops: nodes save nothing but the index tensors", "[ops][shape][saved]") {
+  Generator gen(9);
+  const Tensor x = randn({2, 3, 4}, gen, kFloat64).requires_grad_();
+  auto last = []() -> const Node& { return tape_nodes()[tape_nodes().size() - 1]; };
+  // views, transpose, permute, slice, narrow, cat: nothing (shapes are input metadata)
+  const std::vector<Tensor> saves_nothing{reshape(x, {6, 4}), view(x, {-1}), flatten(x, 1), unsqueeze(x, 0),
+                                          squeeze(x), squeeze(x, 0), transpose(x, 0, 2), permute(x, {2, 0, 1}),
+                                          slice(x, 2, 0, 4, 2), narrow(x, 1, 1, 2), cat({x, x}, 1)};
+  REQUIRE(tape_nodes().size() >= saves_nothing.size());
+  for (std::size_t i = tape_nodes().size() - saves_nothing.size(); i < tape_nodes().size(); ++i) {
+    INFO(tape_nodes()[i].op);
+    CHECK(tape_nodes()[i].saved.empty());
+  }
+  const Tensor index = from_vector(std::vector<std::int64_t>{2, 0, 2}, Shape{3});
+  const Tensor sel = index_select(x, 2, index);
+  REQUIRE(last().saved.size() == 1);
+  CHECK(last().saved[0].same(index));
+  const Tensor added = index_add(x, 2, index, sel);
+  REQUIRE(last().saved.size() == 1);
+  CHECK(last().saved[0].same(index));
+  const Tensor gi = from_vector(std::vector<std::int64_t>{1, 0, 0, 1}, Shape{1, 2, 2});
+  const Tensor ga = gather(x, 0, gi);
+  REQUIRE(last().saved.size() == 1);
+  CHECK(last().saved[0].same(gi));
+  const Tensor sa = scatter_add(x, 2, gi, ga);
+  REQUIRE(last().saved.size() == 1);
+  CHECK(last().saved[0].same(gi));
+  CHECK(last().saved_bytes == 4 * sizeof(std::int64_t));
+}
