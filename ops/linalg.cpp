@@ -3,8 +3,7 @@
 
 #include "autodiff/site.hpp"
 
-#include <array>
-#include <vector>
+#include <algorithm>
 
 #include "autodiff/check.hpp"
 #include "autodiff/tape.hpp"

@@ -3,7 +3,7 @@
 
 #include "autodiff/site.hpp"
 
-#include <cstring>
+#include <array>
 #include <limits>
 
 #include "autodiff/check.hpp"
@@ -72,7 +72,6 @@ Shape infer_shape(const char* op, const Tensor& x, const std::vector<std::int64_
   }
   return Shape(out);
 }
-
 
 // Checks index is a 1-D int64 tensor whose values are in [0, size(dim)).
 void check_index(const char* op, const Tensor& x, int dim, const Tensor& index) {
