@@ -199,7 +199,7 @@ double cross_entropy_rows(const Tensor& x, const Tensor& target, const Tensor& w
 //   A_s = sum_c a_s,c,  G_s = g_s | g | g / norm
 // Index targets: a_s = (1 - eps) w_t onehot(t) + (eps / C) w, so dx = (G A / s) e - G (eps / C) w,
 // then -G (1 - eps) w_t at the target. O(C) per sample, no Jacobian, no second exp.
-// e = exp(x - max) is read, dx written (a separate buffer: e stays valid for a retained graph).
+// e = exp(x - max) is read, dx written.
 template <class T, bool Contig>
 void cross_entropy_backward_rows(const Tensor& g, const Tensor& target, const Tensor& weight, const Tensor& e,
                                  const Tensor& inv_s, const ClassLossConfig& c, const DimSplit& sp, Tensor& dx) {
@@ -219,8 +219,11 @@ void cross_entropy_backward_rows(const Tensor& g, const Tensor& target, const Te
     if (!c.prob && (c.eps == 0 || !pw)) {
       // float32 rows along the last dim, index targets: the same formula with the row pass
       // dx = e * scale - shift by the SIMD kernels (scale = G A / s, shift = G eps / C; 0 and 0 for
-      // ignored samples), then the target entries here, a chunk of samples at a time. The SIMD
-      // pass works in place, so each chunk of e is first copied into dx (while it is in cache).
+      // ignored samples), then the target entries here, a chunk of samples at a time. dx is a
+      // fresh buffer (backward then moves it into .grad without a copy; e stays intact): long rows
+      // are one Eigen pass e -> dx; short ones, where per-row overhead dominates, copy the chunk
+      // (in cache) and run the in-place SIMD pass.
+      constexpr std::int64_t kLongRow = 64;
       constexpr std::int64_t kChunk = 256;
       float scale[kChunk], shift[kChunk];
       const simd::Kernels& k = simd::kernels();
@@ -236,8 +239,13 @@ void cross_entropy_backward_rows(const Tensor& g, const Tensor& target, const Te
           scale[j] = Gs * (keep * wt + spread * sum_w) * pinv[s];
           shift[j] = Gs * spread;
         }
-        std::copy(pe + s0 * C, pe + (s0 + n) * C, pd + s0 * C);
-        k.scale_shift_rows(pd + s0 * C, scale, c.eps > 0 ? shift : nullptr, n, C);
+        if (C >= kLongRow) {  // out of place, one pass: dx = e * scale - shift
+          for (std::int64_t j = 0; j < n; ++j)
+            mut_row<T, true>(pd + (s0 + j) * C, C, 1) = const_row<T, true>(pe + (s0 + j) * C, C, 1) * scale[j] - shift[j];
+        } else {  // short rows: the chunk of e is copied (in cache) and the SIMD pass works in place
+          std::copy(pe + s0 * C, pe + (s0 + n) * C, pd + s0 * C);
+          k.scale_shift_rows(pd + s0 * C, scale, c.eps > 0 ? shift : nullptr, n, C);
+        }
         for (std::int64_t s = s0; s < s0 + n; ++s)
           if (const std::int64_t t = pt[s]; t != c.ignore_index) pd[s * C + t] -= G(s) * keep * (pw ? pw[t] : T(1));
       }
