@@ -102,6 +102,15 @@ TEST_CASE("loss kernels: cross_entropy_backward is (p A - a) G per sample", "[op
                             kFloat64),
                      tol, tol);
 
+    // smoothed, unweighted mean (norm 2; float32: the SIMD row pass): numpy (p A - a) / 2
+    c = {.eps = 0.3, .norm = 2.0, .reduction = Reduction::Mean};
+    kernels::cross_entropy_forward(x, idx({2, 1}), Tensor(), c, out, &e, &inv_s);
+    REQUIRE_ALLCLOSE(kernels::cross_entropy_backward(tensor(1.0, d), e, inv_s, idx({2, 1}), Tensor(), c),
+                     tensor({{-0.00498471341480979, 0.07236423552739882, -0.06737952211258907},
+                             {0.11666666666666667, -0.2333333333333333, 0.11666666666666667}},
+                            kFloat64),
+                     tol, tol);
+
     // probability targets, sum, g = 2: numpy 2 (p A - a)
     c = {.eps = 0.3, .reduction = Reduction::Sum, .prob = true};
     const Tensor y = tensor({{0.2, 0.3, 0.5}, {1.0, 0.0, 0.0}}, d);
