@@ -12,7 +12,14 @@
 //                           (0 for ignored n); mean = sum_n l_n / sum_{n not ignored} w[t_n]
 //           prob targets:   l_n = -sum_c w[c] ((1 - eps) y[n, c] + eps / C) logp[n, c];
 //                           mean = sum_n l_n / (number of samples, N * d1 * ...)
-//   vjp     the fused form (p - y_eff) * w / normaliser per sample, never a Jacobian
+//   vjp     dx = G (p A - a) per sample, a = w ((1 - eps) y + eps / C) (y: one-hot or the
+//           probabilities), A = sum_c a, G = g / normaliser: the fused (p - onehot) w / N, never a
+//           Jacobian. A fused kernel (from the saved exp(x - max)) runs when backward records
+//           nothing; the same formula as tensor ops under create_graph (second derivatives work).
+//   saved   input (the formula's softmax), target, exp(x - max) [input's shape] and 1 / sum per
+//           sample (the kernel's: x's size plus one value per sample, only when input requires
+//           grad), weight, and the loss itself when a weight that requires grad divides a mean
+//           over index targets
 //
 // When every target is ignored, reduction = mean gives 0 with zero gradient (PyTorch gives NaN,
 // from 0 / 0). nll_loss behaves the same.
@@ -35,7 +42,8 @@
 //     label smoothing.
 //   - Gradients: with create_graph the VJP is recorded as tensor ops (second derivatives work);
 //     otherwise a fused kernel computes the logits' gradient from exp(x - max) saved by the
-//     forward, in the same buffer (one [N, C] allocation per step for both).
+//     forward into a fresh buffer (exclusively owned, so backward hands it to .grad without a
+//     copy; e stays intact for a retained graph).
 #include <cstdint>
 
 #include "autodiff/source_location.hpp"
@@ -63,6 +71,9 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntro
 
 // nll_loss(log_probs, target): l_n = -w[t_n] log_probs[n, t_n]; shapes as cross_entropy with index
 // targets; mean divides by the summed weights of the non-ignored targets.
+//   vjp     dlog_probs[n, t_n] = -G w[t_n] (a kernel; tensor ops under create_graph)
+//           dweight[c] = -G sum_{n: t_n = c} log_probs[n, c] (minus G loss per target for a mean)
+//   saved   target, weight; log_probs and the loss only when weight requires grad
 struct NllLossOptions {
   Tensor weight{};
   std::int64_t ignore_index = -100;
@@ -80,6 +91,9 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NllLossOpti
 // reduction: none, sum, mean (over all elements, PyTorch's default), batchmean (sum / input.size(0),
 // the mathematically correct KL divergence per sample; sum for a rank-0 input, as PyTorch). mean or
 // batchmean of no elements is 0.
+//   vjp     dx = -G t, dt = G (log t + 1 - x)   (log_target: dx = -G e^t, dt = G e^t (t - x + 1));
+//           G = g ('none', 'sum'), g / numel ('mean'), g / N ('batchmean')
+//   saved   target; input too when target requires grad
 struct KlDivOptions {
   Reduction reduction = Reduction::Mean;
   bool log_target = false;
@@ -94,6 +108,9 @@ Tensor kl_div(const Tensor& input, const Tensor& target, const KlDivOptions& opt
 // log1p(exp(-|x|)) + max(-x, 0); dx = w [(1 + (pw - 1) y) sigmoid(x) - pw y]. target has logits'
 // shape and dtype; weight and pos_weight must broadcast to it (all may require grad). Reduction
 // BatchMean is an error here (kl_div only), as for cross_entropy and nll_loss.
+//   vjp     dx above, dy = G w ((pw - 1) softplus(-x) - x), dw = G l / w, dpw = G w y softplus(-x)
+//           (the last two summed to their shapes)
+//   saved   logits, target, weight, pos_weight (dx reads them all)
 struct BceWithLogitsOptions {
   Tensor weight{};
   Tensor pos_weight{};
@@ -119,6 +136,7 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
 //   beta >= 0; beta = 0 is exactly l1_loss (gradient 0 at d = 0, as PyTorch 2.x, which dispatches
 //   to l1_loss; PyTorch 1.13's kernel gives -G at d = 0 for beta = 0). beta < 0 or NaN is an error.
 // G = g (none), g (sum), g / numel (mean).
+// saved: input and target (each VJP forms d again with tensor ops, so create_graph differentiates it)
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean,
                 SourceLocation site = SourceLocation::current());
 Tensor l1_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::Mean,
