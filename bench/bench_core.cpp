@@ -3,6 +3,7 @@
 //   chain/*   1,000 tiny elementwise ops (y = y * c, y = y + c on one float), forward + backward;
 //             the counter s_per_op is the cost of one op including its share of backward
 //             (printed with an SI prefix: 120n = 120 ns)
+//   chain_length/tapegrad/N   the same chain with N = 1e3, 1e4, 1e5 ops: s_per_op should stay flat
 //   mlp/*     float32 MLP step 64 -> 128 (ReLU) -> 10, batch 32, loss = mean(out^2),
 //             forward + backward
 //   memory/*  bytes allocated per training step and bytes left on the tape after backward
@@ -75,6 +76,27 @@ void chain_eigen(benchmark::State& state) {
   state.counters["s_per_op"] = benchmark::Counter(kChain, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(chain_eigen)->Name("chain/eigen_by_hand");
+
+// The chain at N = 1e3, 1e4 and 1e5 ops: the cost per op should not depend on N. A long chain
+// keeps N nodes, N small values and their handles alive at once, so it measures whether the
+// allocator's caches keep up with the working set (issue 13: 124 ns/op at 1e3 grew to 476 at 1e5).
+void chain_length_tapegrad(benchmark::State& state) {
+  const auto n = static_cast<int>(state.range(0));
+  Tensor x = tensor({0.5f}).requires_grad_();
+  Tensor c = tensor({1.0001f});
+  for (auto _ : state) {
+    Tensor y = x;
+    for (int i = 0; i < n / 2; ++i) {
+      y = y * c;
+      y = y + c;
+    }
+    backward(y);
+    benchmark::DoNotOptimize(x.grad().data<float>());
+    x.zero_grad();
+  }
+  state.counters["s_per_op"] = benchmark::Counter(n, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(chain_length_tapegrad)->Name("chain_length/tapegrad")->Arg(1000)->Arg(10000)->Arg(100000);
 
 #if TAPEGRAD_HAVE_TORCH
 void chain_torch(benchmark::State& state) {
