@@ -6,7 +6,9 @@
 //   chain_length/tapegrad/N   the same chain with N = 1e3, 1e4, 1e5 ops: s_per_op should stay flat
 //   mlp/*     float32 MLP step 64 -> 128 (ReLU) -> 10, batch 32, loss = mean(out^2),
 //             forward + backward
-//   memory/*  bytes allocated per training step and bytes left on the tape after backward
+//   memory/*  bytes allocated per training step and bytes left on the tape after backward; bytes
+//             allocated and pages faulted in per log_softmax step over a 4 MB row, after a phase
+//             that left blocks of many other sizes behind
 // Run: cmake --build build --target run_benchmarks   (or ./build/bench_core directly)
 // Threads: every benchmark runs on one thread; the thread settings are printed in the context.
 // bench_core is a single-threaded process; bench_core_torch (built when libtorch is installed)
@@ -16,6 +18,8 @@
 #include <cstdlib>
 #include <new>
 #include <vector>
+
+#include <sys/resource.h>
 
 #include <benchmark/benchmark.h>
 
@@ -219,6 +223,51 @@ void memory_training_loop(benchmark::State& state) {
   state.counters["tape_nodes_after"] = static_cast<double>(tape_size());
 }
 BENCHMARK(memory_training_loop)->Name("memory/100_mlp_steps")->Unit(benchmark::kMillisecond);
+
+// A step whose values are large blocks (log_softmax over one row of K = 1e6 floats: the output,
+// the saved exp and the gradient, 4 MB each), after an earlier phase that freed blocks of many
+// other sizes, more than the pool's large-block cache holds (a data phase with varying shapes).
+// Whether the step's blocks are reused or fetched from operator new (malloc, which maps blocks
+// above its mmap threshold fresh from the kernel and unmaps them on free) shows in
+// alloc_bytes_per_step and page_faults_per_step (minor faults: fresh pages touched).
+long minor_faults() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
+
+void memory_large_after_other_sizes(benchmark::State& state) {
+  {
+    std::vector<Tensor> phase;
+    // 160 distinct sizes of 1 MiB and a little more: over the pool's 128 MiB large-block cache
+    for (std::int64_t i = 0; i < 160; ++i) phase.push_back(Tensor::empty({262144 + 16 * (i + 1)}, kFloat32));
+  }
+  Generator gen(7);
+  Tensor x = (randn({1, 1000000}, gen) * 3.0).requires_grad_();
+  const Tensor g = randn({1, 1000000}, gen);
+  auto step = [&] {
+    Tensor y = log_softmax(x, -1);
+    backward(y, g);
+    benchmark::DoNotOptimize(x.grad().data<float>());
+    x.zero_grad();
+  };
+  step();  // the first step's blocks are new in any case; the counters are for warm steps
+  std::size_t bytes = 0;
+  long faults = 0;
+  for (auto _ : state) {
+    const std::size_t b0 = g_alloc_bytes.load();
+    const long f0 = minor_faults();
+    step();
+    bytes += g_alloc_bytes.load() - b0;
+    faults += minor_faults() - f0;
+  }
+  const auto steps = static_cast<double>(state.iterations());
+  state.counters["alloc_bytes_per_step"] = static_cast<double>(bytes) / steps;
+  state.counters["page_faults_per_step"] = static_cast<double>(faults) / steps;
+}
+BENCHMARK(memory_large_after_other_sizes)
+    ->Name("memory/log_softmax_1x1000000_after_other_sizes")
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
