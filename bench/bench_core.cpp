@@ -3,9 +3,12 @@
 //   chain/*   1,000 tiny elementwise ops (y = y * c, y = y + c on one float), forward + backward;
 //             the counter s_per_op is the cost of one op including its share of backward
 //             (printed with an SI prefix: 120n = 120 ns)
+//   chain_length/tapegrad/N   the same chain with N = 1e3, 1e4, 1e5 ops: s_per_op should stay flat
 //   mlp/*     float32 MLP step 64 -> 128 (ReLU) -> 10, batch 32, loss = mean(out^2),
 //             forward + backward
-//   memory/*  bytes allocated per training step and bytes left on the tape after backward
+//   memory/*  bytes allocated per training step and bytes left on the tape after backward; bytes
+//             allocated and pages faulted in per log_softmax step over a 4 MB row, after a phase
+//             that left blocks of many other sizes behind
 // Run: cmake --build build --target run_benchmarks   (or ./build/bench_core directly)
 // Threads: every benchmark runs on one thread; the thread settings are printed in the context.
 // bench_core is a single-threaded process; bench_core_torch (built when libtorch is installed)
@@ -15,6 +18,8 @@
 #include <cstdlib>
 #include <new>
 #include <vector>
+
+#include <sys/resource.h>
 
 #include <benchmark/benchmark.h>
 
@@ -75,6 +80,27 @@ void chain_eigen(benchmark::State& state) {
   state.counters["s_per_op"] = benchmark::Counter(kChain, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(chain_eigen)->Name("chain/eigen_by_hand");
+
+// The chain at N = 1e3, 1e4 and 1e5 ops: the cost per op should not depend on N. A long chain
+// keeps N nodes, N small values and their handles alive at once, so it measures whether the
+// allocator's caches keep up with the working set (issue 13: 124 ns/op at 1e3 grew to 476 at 1e5).
+void chain_length_tapegrad(benchmark::State& state) {
+  const auto n = static_cast<int>(state.range(0));
+  Tensor x = tensor({0.5f}).requires_grad_();
+  Tensor c = tensor({1.0001f});
+  for (auto _ : state) {
+    Tensor y = x;
+    for (int i = 0; i < n / 2; ++i) {
+      y = y * c;
+      y = y + c;
+    }
+    backward(y);
+    benchmark::DoNotOptimize(x.grad().data<float>());
+    x.zero_grad();
+  }
+  state.counters["s_per_op"] = benchmark::Counter(n, benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(chain_length_tapegrad)->Name("chain_length/tapegrad")->Arg(1000)->Arg(10000)->Arg(100000);
 
 #if TAPEGRAD_HAVE_TORCH
 void chain_torch(benchmark::State& state) {
@@ -197,6 +223,51 @@ void memory_training_loop(benchmark::State& state) {
   state.counters["tape_nodes_after"] = static_cast<double>(tape_size());
 }
 BENCHMARK(memory_training_loop)->Name("memory/100_mlp_steps")->Unit(benchmark::kMillisecond);
+
+// A step whose values are large blocks (log_softmax over one row of K = 1e6 floats: the output,
+// the saved exp and the gradient, 4 MB each), after an earlier phase that freed blocks of many
+// other sizes, more than the pool's large-block cache holds (a data phase with varying shapes).
+// Whether the step's blocks are reused or fetched from operator new (malloc, which maps blocks
+// above its mmap threshold fresh from the kernel and unmaps them on free) shows in
+// alloc_bytes_per_step and page_faults_per_step (minor faults: fresh pages touched).
+long minor_faults() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
+
+void memory_large_after_other_sizes(benchmark::State& state) {
+  {
+    std::vector<Tensor> phase;
+    // 160 distinct sizes of 1 MiB and a little more: over the pool's 128 MiB large-block cache
+    for (std::int64_t i = 0; i < 160; ++i) phase.push_back(Tensor::empty({262144 + 16 * (i + 1)}, kFloat32));
+  }
+  Generator gen(7);
+  Tensor x = (randn({1, 1000000}, gen) * 3.0).requires_grad_();
+  const Tensor g = randn({1, 1000000}, gen);
+  auto step = [&] {
+    Tensor y = log_softmax(x, -1);
+    backward(y, g);
+    benchmark::DoNotOptimize(x.grad().data<float>());
+    x.zero_grad();
+  };
+  step();  // the first step's blocks are new in any case; the counters are for warm steps
+  std::size_t bytes = 0;
+  long faults = 0;
+  for (auto _ : state) {
+    const std::size_t b0 = g_alloc_bytes.load();
+    const long f0 = minor_faults();
+    step();
+    bytes += g_alloc_bytes.load() - b0;
+    faults += minor_faults() - f0;
+  }
+  const auto steps = static_cast<double>(state.iterations());
+  state.counters["alloc_bytes_per_step"] = static_cast<double>(bytes) / steps;
+  state.counters["page_faults_per_step"] = static_cast<double>(faults) / steps;
+}
+BENCHMARK(memory_large_after_other_sizes)
+    ->Name("memory/log_softmax_1x1000000_after_other_sizes")
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // softmax, log_softmax and cross_entropy, forward + backward, float32, on [B, K] = [128, 10],
-// [64, 1000] and [16, 50000], each side by side in the same run with a hand-written Eigen version
+// [64, 1000], [16, 50000] and [1, 1000000] (one row of 4 MB: every step's values and gradients are
+// blocks too big for malloc's heap, which it maps and unmaps unless something caches them), each
+// side by side in the same run with a hand-written Eigen version
 // (explicit forward and backward, no autodiff, buffers allocated once) and, in bench_softmax_torch,
 // libtorch:
 //   softmax/BxK/*        y = softmax(x, 1); backward(y, g) with a fixed upstream gradient g
@@ -12,7 +14,8 @@
 //   cross_entropy         3 x B x K x 4: forward reads x; backward reads x again (or saved
 //                         probabilities) and writes dx (targets and per-row scalars are negligible)
 // It is the same byte count for every implementation, so ratios of bandwidth are ratios of speed.
-// The two smaller shapes fit in L2 (2 MiB here), so these are cache bandwidths, not DRAM ones.
+// The two smaller shapes fit in L2 (2 MiB here), so these are cache bandwidths, not DRAM ones;
+// [16, 50000] and [1, 1000000] (3.2 and 4 MB per tensor) do not.
 // Run: cmake --build build --target run_benchmarks   (or ./build/bench_softmax directly)
 // SIMD: tapegrad's float32 row kernels pick the widest ISA of this CPU at run time (printed in the
 // context as tapegrad_simd; TAPEGRAD_SIMD=generic|avx2|avx512 forces one); the Eigen versions are
@@ -44,7 +47,7 @@ namespace {
 struct Problem {
   std::int64_t b, k;
 };
-const std::vector<Problem> kProblems = {{128, 10}, {64, 1000}, {16, 50000}};
+const std::vector<Problem> kProblems = {{128, 10}, {64, 1000}, {16, 50000}, {1, 1000000}};
 
 // Same inputs for every implementation: logits x ~ 3 N(0, 1), upstream gradient g ~ N(0, 1),
 // targets t uniform in [0, K).
@@ -200,10 +203,11 @@ void register_all() {
   for (const auto& [name, op] : ops) {
     for (const Problem& p : kProblems) {
       const std::string base = fmt::format("{}/{}x{}/", name, p.b, p.k);
-      benchmark::RegisterBenchmark((base + "tapegrad").c_str(), run_tapegrad, op, p)->Unit(benchmark::kMicrosecond);
-      benchmark::RegisterBenchmark((base + "eigen_by_hand").c_str(), run_eigen, op, p)->Unit(benchmark::kMicrosecond);
+      const auto unit = p.b * p.k >= 1000000 ? benchmark::kMillisecond : benchmark::kMicrosecond;
+      benchmark::RegisterBenchmark((base + "tapegrad").c_str(), run_tapegrad, op, p)->Unit(unit);
+      benchmark::RegisterBenchmark((base + "eigen_by_hand").c_str(), run_eigen, op, p)->Unit(unit);
 #if TAPEGRAD_HAVE_TORCH
-      benchmark::RegisterBenchmark((base + "libtorch").c_str(), run_torch, op, p)->Unit(benchmark::kMicrosecond);
+      benchmark::RegisterBenchmark((base + "libtorch").c_str(), run_torch, op, p)->Unit(unit);
 #endif
     }
   }
