@@ -309,3 +309,148 @@ TEST_CASE("retain_grad: a non-leaf gets its grad accumulated by backward", "[har
   // Outputs that do not require grad (constants, no_grad results) are not non-leaves: undefined grad.
   REQUIRE_FALSE(mul(tensor({1.0}, kFloat64), 2.0).grad().defined());
 }
+
+// ---------------------------------------------------------------- copy_, set_data
+
+TEST_CASE("tensor: copy_ writes src's values into the tensor's own storage, converting the dtype as PyTorch",
+          "[tensor][copy_]") {
+  // Same dtype, inline (<= 32 bytes) and heap storage: every handle and view on dst sees the values;
+  // dst does not alias src afterwards.
+  for (const Shape& s : {Shape{}, Shape{3}, Shape{2, 3}, Shape{5, 7}, Shape{0, 2}}) {
+    INFO("shape " << s.str());
+    Tensor dst = zeros(s, kFloat64);
+    const Tensor handle = dst, view = dst.detach();
+    std::vector<double> v(static_cast<std::size_t>(s.numel()));
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = 0.5 * static_cast<double>(i) - 3.0;
+    Tensor src = from_vector(v, s, kFloat64);
+    Tensor& r = dst.copy_(src);
+    REQUIRE(&r == &dst);
+    REQUIRE(dst.to_vector() == v);
+    REQUIRE(handle.to_vector() == v);
+    REQUIRE(view.to_vector() == v);
+    if (s.numel() > 0) {
+      src.mutable_data<double>()[0] = 100.0;
+      REQUIRE(dst.to_vector()[0] == -3.0);
+    }
+  }
+  // Conversions: float64 -> float32 rounds; float -> int64 truncates toward zero; -> bool is x != 0
+  // (NaN is true, -0.0 false, as bool(float('nan')) and torch); int64 and bool -> float exactly.
+  Tensor f = zeros({3});
+  f.copy_(f64({0.1, -2.5, 1e10}));
+  REQUIRE(f.to_vector() == std::vector<double>{static_cast<double>(0.1f), -2.5, static_cast<double>(1e10f)});
+  Tensor i = zeros({4}, kInt64);
+  i.copy_(f64({-2.7, 2.7, 0.5, -9.2e18}));
+  REQUIRE(i.data<std::int64_t>()[0] == -2);
+  REQUIRE(i.data<std::int64_t>()[1] == 2);
+  REQUIRE(i.data<std::int64_t>()[2] == 0);
+  REQUIRE(i.data<std::int64_t>()[3] == -9200000000000000000);
+  Tensor b = zeros({4}, kBool);
+  b.copy_(f64({0.0, -0.0, 3.0, std::nan("")}));
+  REQUIRE(b.to_vector() == std::vector<double>{0, 0, 1, 1});
+  Tensor d = zeros({3}, kFloat64);
+  d.copy_(from_vector(std::vector<std::int64_t>{-4, 0, 9007199254740993}, Shape{3}));
+  REQUIRE(d.to_vector() == std::vector<double>{-4.0, 0.0, 9007199254740992.0});  // 2^53 + 1 rounds to even
+  d.copy_(from_vector(std::vector<bool>{true, false, true}, Shape{3}));
+  REQUIRE(d.to_vector() == std::vector<double>{1.0, 0.0, 1.0});
+  // Copying a view of itself changes nothing.
+  d.copy_(d.detach());
+  REQUIRE(d.to_vector() == std::vector<double>{1.0, 0.0, 1.0});
+}
+
+TEST_CASE("tensor: copy_ into a parameter under NoGradGuard records nothing and keeps grad and identity",
+          "[tensor][copy_]") {
+  Tensor p = f64({1.0, 2.0}).requires_grad_();
+  backward(sum(mul(p, p)));  // grad 2p = [2, 4]
+  const std::size_t nodes = tape_size();
+  {
+    NoGradGuard no_grad;
+    p.copy_(f64({3.0, -1.0}));
+  }
+  REQUIRE(tape_size() == nodes);
+  REQUIRE(p.requires_grad());
+  REQUIRE(p.is_leaf());
+  REQUIRE(p.grad().to_vector() == std::vector<double>{2.0, 4.0});  // untouched, as PyTorch
+  p.zero_grad();
+  backward(sum(mul(p, p)));  // the new value is what backward sees: 2p = [6, -2]
+  REQUIRE(p.grad().to_vector() == std::vector<double>{6.0, -2.0});
+  // Grad mode off also lets a src that requires grad be copied (values only).
+  Tensor q = zeros({2}, kFloat64);
+  {
+    NoGradGuard no_grad;
+    q.copy_(p);
+  }
+  REQUIRE(q.to_vector() == std::vector<double>{3.0, -1.0});
+  REQUIRE_FALSE(q.requires_grad());
+}
+
+TEST_CASE("tensor: copy_ bad input names copy_, both shapes and the fix; the destination is left untouched",
+          "[tensor][copy_][bad]") {
+  using tapegrad::testing::error_of;
+  Tensor dst = zeros({2, 3}, kFloat64);
+  REQUIRE_THROWS_AS(dst.copy_(zeros({3, 2}, kFloat64)), InvalidArgument);
+  REQUIRE_THAT(error_of([&] { dst.copy_(zeros({3, 2}, kFloat64)); }),
+               StartsWith("copy_: src has shape [3, 2] but this tensor has shape [2, 3]; expected the same shape"));
+  // no broadcasting, and the same number of elements is not enough
+  REQUIRE_THAT(error_of([&] { dst.copy_(zeros({3}, kFloat64)); }), StartsWith("copy_: src has shape [3] but this tensor has shape [2, 3]"));
+  REQUIRE_THAT(error_of([&] { dst.copy_(zeros({6}, kFloat64)); }), StartsWith("copy_: src has shape [6] but this tensor has shape [2, 3]"));
+  REQUIRE_THAT(error_of([&] { dst.copy_(Tensor()); }), StartsWith("copy_: src is an undefined Tensor"));
+  REQUIRE_THAT(error_of([&] { Tensor().copy_(dst); }), StartsWith("copy_: this Tensor is undefined"));
+  // With grad mode on it would silently bypass the tape: an error naming NoGradGuard.
+  Tensor p = zeros({2, 3}, kFloat64).requires_grad_();
+  REQUIRE_THAT(error_of([&] { p.copy_(ones({2, 3}, kFloat64)); }),
+               StartsWith("copy_: this tensor requires grad and grad mode is on") && Contains("NoGradGuard"));
+  REQUIRE_THAT(error_of([&] { dst.copy_(p); }), StartsWith("copy_: src requires grad and grad mode is on") &&
+                                                   Contains("detach()") && Contains("clone()"));
+  REQUIRE(p.to_vector() == std::vector<double>(6, 0.0));
+  // Floats with no int64 value: NaN, inf, 2^63. Checked before anything is written.
+  Tensor i = from_vector(std::vector<std::int64_t>{7, 7, 7}, Shape{3});
+  REQUIRE_THAT(error_of([&] { i.copy_(f64({1.0, std::nan(""), 2.0})); }),
+               StartsWith("copy_: src[1] = nan cannot be converted to int64"));
+  REQUIRE_THAT(error_of([&] { i.copy_(tensor({1.0, 2.0, INFINITY})); }), StartsWith("copy_: src[2] = inf cannot be converted"));
+  REQUIRE_THAT(error_of([&] { i.copy_(f64({9.3e18, 0.0, 0.0})); }), StartsWith("copy_: src[0] = 9.3e+18 cannot be converted"));
+  REQUIRE(i.to_vector() == std::vector<double>{7, 7, 7});
+}
+
+TEST_CASE("tensor: set_data gives a leaf a new value, shape or dtype, keeping its identity (PyTorch's t.data = src)",
+          "[tensor][set_data]") {
+  for (const Shape& s : {Shape{2}, Shape{4, 5}}) {  // inline and heap storage
+    INFO("shape " << s.str());
+    Tensor p = zeros(s).requires_grad_();
+    p.set_name("w");
+    const Tensor handle = p;
+    backward(sum(p));
+    REQUIRE(p.grad().defined());
+    // same shape and dtype: the grad stays
+    p.set_data(ones(s));
+    REQUIRE(handle.to_vector() == std::vector<double>(static_cast<std::size_t>(s.numel()), 1.0));
+    REQUIRE(p.grad().defined());
+    // float32 -> float64 (Module::to): every handle sees the new dtype; grad cleared (no longer fits)
+    p.set_data(full(s, 0.25, kFloat64));
+    REQUIRE(handle.dtype() == kFloat64);
+    REQUIRE(handle.to_vector() == std::vector<double>(static_cast<std::size_t>(s.numel()), 0.25));
+    REQUIRE_FALSE(p.grad().defined());
+    REQUIRE(handle.requires_grad());
+    REQUIRE(handle.name() == "w");
+    // another shape
+    p.set_data(f64({1.0, 2.0, 3.0}));
+    REQUIRE(handle.shape() == Shape{3});
+    backward(sum(mul(handle, handle)));
+    REQUIRE(p.grad().to_vector() == std::vector<double>{2.0, 4.0, 6.0});
+  }
+  // a constant may become int64
+  Tensor c = zeros({2});
+  c.set_data(from_vector(std::vector<std::int64_t>{4, 5}, Shape{2}));
+  REQUIRE(c.dtype() == kInt64);
+}
+
+TEST_CASE("tensor: set_data bad input names set_data and what to do", "[tensor][set_data][bad]") {
+  using tapegrad::testing::error_of;
+  Tensor x = f64({1.0, 2.0}).requires_grad_();
+  Tensor y = mul(x, 2.0);
+  REQUIRE_THAT(error_of([&] { y.set_data(f64({0.0, 0.0})); }),
+               StartsWith("set_data: this tensor is the output of 'mul' (a non-leaf)") && Contains("leaves"));
+  REQUIRE_THAT(error_of([&] { x.set_data(from_vector(std::vector<std::int64_t>{1, 2}, Shape{2})); }),
+               StartsWith("set_data: this tensor requires grad, so its value must be float32 or float64; src is int64"));
+  REQUIRE_THAT(error_of([&] { x.set_data(Tensor()); }), StartsWith("set_data: src is an undefined Tensor"));
+  REQUIRE(x.to_vector() == std::vector<double>{1.0, 2.0});
+}
