@@ -140,17 +140,19 @@ TEST_CASE("layer_norm: weight only and bias only, gradcheck and gradgradcheck; f
     const auto bias_only = [ns = ns](const std::vector<Tensor>& in) { return layer_norm(in[0], ns, Tensor(), in[1]); };
     testing::require_gradcheck(weight_only, {x, p}, true);
     testing::require_gradcheck(bias_only, {x, p}, true);
-    // only the parameter requires grad (x a constant), and only x (the parameter a constant)
+    // only the parameter requires grad (x a constant), and only x (the parameter a constant); `dims`
+    // is a copy of ns that [&] lambdas can capture (clang < 16 cannot capture a structured binding)
     const Tensor xc = x.detach(), pc = p.detach();
-    testing::require_gradcheck([&](const std::vector<Tensor>& in) { return layer_norm(xc, ns, in[0]); }, {p}, true);
-    testing::require_gradcheck([&](const std::vector<Tensor>& in) { return layer_norm(xc, ns, Tensor(), in[0]); }, {p}, true);
-    testing::require_gradcheck([&](const std::vector<Tensor>& in) { return layer_norm(in[0], ns, pc); }, {x}, true);
-    testing::require_gradcheck([&](const std::vector<Tensor>& in) { return layer_norm(in[0], ns, Tensor(), pc); }, {x}, true);
+    const std::vector<std::int64_t> dims = ns;
+    testing::require_gradcheck([&](const std::vector<Tensor>& in) { return layer_norm(xc, dims, in[0]); }, {p}, true);
+    testing::require_gradcheck([&](const std::vector<Tensor>& in) { return layer_norm(xc, dims, Tensor(), in[0]); }, {p}, true);
+    testing::require_gradcheck([&](const std::vector<Tensor>& in) { return layer_norm(in[0], dims, pc); }, {x}, true);
+    testing::require_gradcheck([&](const std::vector<Tensor>& in) { return layer_norm(in[0], dims, Tensor(), pc); }, {x}, true);
     // the fused backward (recording off) and the recorded formula (create_graph) give the same grads
     const Tensor g = randn(shape, gen, kFloat64);
     for (const bool has_w : {true, false}) {
       INFO((has_w ? "weight only" : "bias only"));
-      auto f = [&] { return has_w ? layer_norm(x, ns, p) : layer_norm(x, ns, Tensor(), p); };
+      auto f = [&] { return has_w ? layer_norm(x, dims, p) : layer_norm(x, dims, Tensor(), p); };
       auto fast = grad({f()}, {x, p}, {g});
       auto rec = grad({f()}, {x, p}, {g}, {.create_graph = true});
       REQUIRE_ALLCLOSE(fast[0], rec[0].detach(), 1e-12, 1e-13);
