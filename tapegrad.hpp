@@ -21,3 +21,5 @@
 #include "ops/loss.hpp"
 #include "nn/nn.hpp"
 #include "ops/attention.hpp"
+#include "ops/embedding.hpp"
+#include "ops/norm.hpp"

@@ -5,7 +5,9 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <type_traits>
 
+#include <fmt/ranges.h>
 #include <unistd.h>
 #include <ostream>
 
@@ -166,6 +168,76 @@ Tensor Tensor::contiguous_copy_detached() const {
   const auto bytes = static_cast<std::size_t>(numel()) * dtype_size(dtype());
   if (bytes > 0) std::memcpy(out.impl().data, impl().data, bytes);
   return out;
+}
+
+Tensor& Tensor::copy_(const Tensor& src) {
+  if (!defined()) throw InvalidArgument("copy_: this Tensor is undefined (default-constructed); copy_ writes into an existing tensor");
+  if (!src.defined()) throw InvalidArgument(fmt::format("copy_: src is an undefined Tensor (copying into shape {})", shape()));
+  if (src.shape() != shape())
+    throw InvalidArgument(fmt::format("copy_: src has shape {} but this tensor has shape {}; expected the same shape "
+                                      "(reshape or expand src first)", src.shape(), shape()));
+  // The copy is not recorded: a VJP would otherwise see a value the tape knows nothing about.
+  if (GradMode::is_enabled() && (requires_grad() || src.requires_grad()))
+    throw InvalidArgument(fmt::format("copy_: {} requires grad and grad mode is on; copy_ records no graph, so copy "
+                                      "under NoGradGuard (PyTorch: torch.no_grad()), or use src.detach(), or clone() "
+                                      "for a differentiable copy", requires_grad() ? "this tensor" : "src"));
+  if (same(src)) return *this;
+  const TensorImpl& s = src.impl();
+  TensorImpl& d = impl();
+  const std::int64_t n = numel();
+  if (s.dtype == d.dtype) {
+    const auto bytes = static_cast<std::size_t>(n) * dtype_size(d.dtype);
+    if (bytes > 0 && s.data != d.data) std::memmove(d.data, s.data, bytes);  // views may share storage
+    return *this;
+  }
+  dispatch_all(s.dtype, [&]<class S>() {
+    const S* in = static_cast<const S*>(s.data);
+    dispatch_all(d.dtype, [&]<class D>() {
+      D* out = static_cast<D*>(d.data);
+      if constexpr (std::is_floating_point_v<S> && std::is_same_v<D, std::int64_t>) {
+        // A float outside [-2^63, 2^63) (or NaN) has no int64 value: the cast would be undefined.
+        for (std::int64_t i = 0; i < n; ++i)
+          if (!(in[i] >= S(-0x1p63) && in[i] < S(0x1p63)))
+            throw InvalidArgument(fmt::format("copy_: src{} = {} cannot be converted to int64 (expected finite values "
+                                              "in int64's range)", fmt::format("[{}]", fmt::join(unravel_index(s.shape, i), ", ")),
+                                              static_cast<double>(in[i])));
+      }
+      for (std::int64_t i = 0; i < n; ++i) {
+        if constexpr (std::is_same_v<D, bool>)
+          out[i] = in[i] != S(0);
+        else
+          out[i] = static_cast<D>(in[i]);
+      }
+    });
+  });
+  return *this;
+}
+
+Tensor& Tensor::set_data(const Tensor& src) {
+  if (!defined()) throw InvalidArgument("set_data: this Tensor is undefined (default-constructed)");
+  if (!src.defined()) throw InvalidArgument(fmt::format("set_data: src is an undefined Tensor (for a tensor of shape {})", shape()));
+  TensorImpl& d = impl();
+  if (!is_leaf())
+    throw InvalidArgument(fmt::format("set_data: this tensor is the output of '{}' (a non-leaf), whose backward expects its "
+                                      "shape and dtype; set_data applies to leaves (parameters, buffers, constants)",
+                                      d.op ? d.op : "?"));
+  if (d.requires_grad && !is_floating(src.dtype()))
+    throw InvalidArgument(fmt::format("set_data: this tensor requires grad, so its value must be float32 or float64; "
+                                      "src is {} (shape {})", dtype_name(src.dtype()), src.shape()));
+  if (same(src)) return *this;
+  const TensorImpl& s = src.impl();
+  if (s.shape != d.shape || s.dtype != d.dtype) d.grad.reset();
+  if (s.data == static_cast<const void*>(s.inline_data)) {  // src's bytes live inside its impl: copy them
+    std::memcpy(d.inline_data, s.inline_data, static_cast<std::size_t>(s.shape.numel()) * dtype_size(s.dtype));
+    d.storage.reset();
+    d.data = d.inline_data;
+  } else {
+    d.storage = s.storage;
+    d.data = s.data;
+  }
+  d.shape = s.shape;
+  d.dtype = s.dtype;
+  return *this;
 }
 
 Tensor Tensor::clone() const {

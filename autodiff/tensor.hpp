@@ -78,6 +78,20 @@ class Tensor {
   Tensor clone() const;                    // new storage; differentiable (identity VJP)
   Tensor to(DType dtype) const;            // differentiable between float32 and float64
   Tensor contiguous_copy_detached() const; // new storage, no graph
+  // PyTorch's copy_: writes src's values into this tensor's storage (every handle and view on it
+  // sees them) and returns *this. Shapes must be equal (PyTorch would broadcast src). src's dtype
+  // is converted to this tensor's, as PyTorch does: float to int64 truncates toward zero (NaN, inf
+  // and values outside int64 are errors), anything to bool is x != 0. Records no graph, so with
+  // grad mode on neither tensor may require grad: write parameters under NoGradGuard (PyTorch's
+  // `with torch.no_grad(): p.copy_(src)`). The grad is left as it is.
+  Tensor& copy_(const Tensor& src);
+  // PyTorch's `t.data = src`: this tensor takes src's value, shape and dtype and keeps its identity
+  // (every handle on it sees the new value), requires_grad and name, so a module can change its
+  // parameters' dtype under an optimiser that holds them. Afterwards it may share src's storage,
+  // as in PyTorch (pass src.contiguous_copy_detached() for a value of its own). No graph; leaves
+  // only; a tensor that requires grad needs a float32/float64 value. The grad is kept when shape
+  // and dtype stay the same, and cleared otherwise (it would no longer fit).
+  Tensor& set_data(const Tensor& src);
 
   // Values.
   double item() const;                     // numel must be 1

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "nn/module.hpp"
 
-#include <cstring>
 
 #include <fmt/format.h>
 
@@ -157,21 +156,9 @@ std::string Module::summary() const {
 }
 
 void assign_value(Tensor& dst, const Tensor& src) {
-  TensorImpl& d = dst.impl();
-  const TensorImpl& s = src.impl();
-  if (&d == &s) return;
-  const std::size_t bytes = static_cast<std::size_t>(s.shape.numel()) * dtype_size(s.dtype);
-  if (s.data == static_cast<const void*>(s.inline_data)) {
-    std::memcpy(d.inline_data, s.inline_data, bytes);
-    d.storage.reset();
-    d.data = d.inline_data;
-  } else {
-    d.storage = s.storage;
-    d.data = s.data;
-  }
-  d.shape = s.shape;
-  d.dtype = s.dtype;
-  d.grad.reset();
+  if (dst.same(src)) return;
+  dst.set_data(src);
+  dst.zero_grad();
 }
 
 void check_layer_dtype(const char* layer, DType dtype) {

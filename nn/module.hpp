@@ -102,7 +102,7 @@ class Module {
 // dtype, so the check can come first in a constructor, before anything is drawn or built.
 void check_layer_dtype(const char* layer, DType dtype);
 
-// Replaces the value of `dst` by that of `src` in place (same TensorImpl, so every handle on dst
+// Replaces the value of `dst` by that of `src` in place (Tensor::set_data, so every handle on dst
 // sees it); shape and dtype may change. Grad is cleared. Used by Module::to and checkpoints.
 void assign_value(Tensor& dst, const Tensor& src);
 

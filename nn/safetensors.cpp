@@ -303,6 +303,15 @@ float half_to_float(std::uint16_t h) {
   return std::bit_cast<float>(sign | ((exp + 112) << 23) | (mant << 13));  // rebias 15 -> 127
 }
 
+// A tensor's bytes, for the raw reads and writes of the format (through the typed accessors, which
+// check the dtype).
+void* bytes_of(Tensor& t) {
+  return dispatch_all(t.dtype(), [&]<class T>() -> void* { return t.mutable_data<T>(); });
+}
+const void* bytes_of(const Tensor& t) {
+  return dispatch_all(t.dtype(), [&]<class T>() -> const void* { return t.data<T>(); });
+}
+
 // Copies (or widens) entry e's bytes into dst, which holds e's numel elements of e.dtype->dtype.
 void copy_entry(const Contents& c, const Entry& e, void* dst) {
   const char* src = c.data(e);
@@ -332,7 +341,7 @@ void copy_entry(const Contents& c, const Entry& e, void* dst) {
 
 Tensor make_tensor(const Contents& c, const Entry& e) {
   Tensor t = Tensor::empty(e.shape, e.dtype->dtype, "load_safetensors");
-  copy_entry(c, e, t.impl().data);
+  copy_entry(c, e, bytes_of(t));
   return t;
 }
 
@@ -382,7 +391,7 @@ std::vector<const Entry*> match_module(const Module& module, const Contents& c) 
 
 void commit_module(const Module& module, const Contents& c, const std::vector<const Entry*>& plan) {
   auto own = module.state();
-  for (std::size_t i = 0; i < own.size(); ++i) copy_entry(c, *plan[i], own[i].second.impl().data);
+  for (std::size_t i = 0; i < own.size(); ++i) copy_entry(c, *plan[i], bytes_of(own[i].second));
 }
 
 // ---------------------------------------------------------------- writing
@@ -424,7 +433,7 @@ void write_safetensors(std::vector<NamedTensor> tensors, const std::map<std::str
     header += fmt::format("{}:{{\"dtype\":\"{}\",\"shape\":[{}],\"data_offsets\":[{},{}]}}", quoted(name, "tensor name"),
                           file_dtype_name(t.dtype()), fmt::join(t.shape().begin(), t.shape().end(), ","), offset,
                           offset + bytes);
-    if (bytes) pieces.emplace_back(static_cast<const char*>(t.impl().data), static_cast<std::size_t>(bytes));
+    if (bytes) pieces.emplace_back(static_cast<const char*>(bytes_of(t)), static_cast<std::size_t>(bytes));
     offset += bytes;
   }
   header += "}";

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-// Scaled dot-product attention, layer norm and embedding lookup: the ops under nn's attention
-// block. PyTorch's names and semantics.
+// Scaled dot-product attention, the op under nn's attention block. PyTorch's names and semantics.
+// layer_norm (ops/norm.hpp) and embedding (ops/embedding.hpp), the block's other ops, are
+// included here so that code written against this header keeps compiling.
 //
 // scaled_dot_product_attention(q, k, v, options)        q [..., L, E], k [..., S, E], v [..., S, Ev]
 //   scores = q kᵀ · scale (+ mask)                      [..., L, S]   scale = 1/sqrt(E) by default
@@ -18,24 +19,11 @@
 //   Errors name scaled_dot_product_attention (never matmul or softmax): batch dims of q, k, v that
 //   do not broadcast, a float attn_mask with NaN or +inf, and scores q kᵀ · scale that are NaN or
 //   ±inf before masking (NaN in q or k, or overflow).
-//
-// layer_norm(x, normalized_shape, weight, bias, eps)   over the trailing dims normalized_shape (D elements)
-//   mu = mean(x), rstd = 1/sqrt(var(x) + eps) (biased variance), xhat = (x − mu) rstd;
-//   eps must be finite and > 0 (eps = 0 divides by zero on a constant row)
-//   y = xhat ⊙ weight + bias
-//   vjp  dxhat = g ⊙ weight;  dx = rstd (dxhat − mean(dxhat) − xhat mean(dxhat ⊙ xhat))
-//        dweight = Σ g ⊙ xhat;  dbias = Σ g       (sums over the leading dims)
-//   saved: x, mean, rstd (recorded tensor ops instead when create_graph is on)
-//
-// embedding(weight, indices, padding_idx)              weight [num, dim], indices int64 [...] -> [..., dim]
-//   out[i] = weight[indices[i]];  dweight[r] = Σ_{i: indices[i] = r} g[i], except the padding row (no gradient)
-#include <cstdint>
 #include <optional>
-#include <vector>
-
-#include "autodiff/source_location.hpp"
 
 #include "autodiff/tensor.hpp"
+#include "ops/embedding.hpp"
+#include "ops/norm.hpp"
 
 namespace tapegrad {
 
@@ -55,10 +43,5 @@ struct AttentionResult {
 // The same, also returning the attention weights.
 AttentionResult scaled_dot_product_attention_with_weights(const Tensor& q, const Tensor& k, const Tensor& v,
                                                           const AttentionOptions& options = {});
-
-Tensor layer_norm(const Tensor& x, const std::vector<std::int64_t>& normalized_shape, const Tensor& weight = Tensor(),
-                  const Tensor& bias = Tensor(), double eps = 1e-5, SourceLocation site = SourceLocation::current());
-
-Tensor embedding(const Tensor& weight, const Tensor& indices, std::optional<std::int64_t> padding_idx = std::nullopt, SourceLocation site = SourceLocation::current());
 
 }  // namespace tapegrad

@@ -255,3 +255,26 @@ TEST_CASE("custom_op: ops recorded on another thread's tape run there", "[custom
   t.join();
   REQUIRE(result == std::vector<double>{3.0, 12.0});
 }
+
+// ---------------------------------------------------------------- call sites
+
+TEST_CASE("custom_op records the user's call site (trace and errors)", "[hardening][custom_op]") {
+  const Tensor x = tensor({1.0, 2.0}, kFloat64).requires_grad_();
+  const int line = __LINE__ + 1;
+  const Tensor y = custom_op("twice", x, [](const Tensor& t) { return mul(t, 2.0); },
+                             [](const Tensor&, const Tensor& g) { return mul(g, 2.0); });
+  BackwardTrace trace;
+  backward(sum(y), {.trace = &trace});
+  bool found = false;
+  for (const TraceStep& s : trace.steps)
+    if (s.op == "twice") {
+      INFO("site: " << s.site);
+      REQUIRE_THAT(s.site, Contains(fmt::format("test_custom_op.cpp:{}", line)));
+      found = true;
+    }
+  REQUIRE(found);
+  // An error thrown inside the op carries the site too.
+  REQUIRE_THROWS_WITH(custom_op("bad", {x}, [](const std::vector<Tensor>&) { return Tensor(); },
+                                [](const std::vector<Tensor>&, const Tensor&, const Tensor&) { return Grads{}; }),
+                      Contains("test_custom_op.cpp:"));
+}

@@ -490,3 +490,15 @@ TEST_CASE("gradcheck: bad arguments throw InvalidArgument with the fix", "[gradc
   REQUIRE_THROWS_AS(hvp([](const Tensor& v) { return total(v * v); }, tensor({1.0, 2.0}, kFloat64), tensor({1.0}, kFloat64)),
                     InvalidArgument);
 }
+
+// ---------------------------------------------------------------- hessian dtype
+
+TEST_CASE("hessian returns the input's dtype (float32 and float64)", "[hardening][gradcheck]") {
+  for (DType dt : {kFloat32, kFloat64}) {
+    const Tensor x = tensor({1.0, 2.0}, dt);
+    const Tensor h = hessian([](const Tensor& t) { return sum(mul(t, t)); }, x);
+    REQUIRE(h.dtype() == dt);
+    REQUIRE(h.shape() == Shape{2, 2});
+    REQUIRE(h.to_vector() == std::vector<double>{2, 0, 0, 2});
+  }
+}

@@ -261,3 +261,19 @@ TEST_CASE("tape: a graph recorded on another thread cannot be differentiated her
   u.join();
   REQUIRE(other_enabled);
 }
+
+// ---------------------------------------------------------------- errors
+
+TEST_CASE("errors name the op the user called", "[hardening][errors]") {
+  SECTION("backward twice names the released op and says retain_graph") {
+    const Tensor x = tensor({1.0, 2.0}, kFloat64).requires_grad_();
+    const Tensor y = sum(exp(x));
+    backward(y);
+    REQUIRE_THROWS_WITH(backward(y), Contains("'sum'") && Contains("retain_graph"));
+  }
+  SECTION("permutation(-1)") {
+    Generator gen(1);
+    REQUIRE_THROWS_AS(nn::permutation(-1, gen), InvalidArgument);
+    REQUIRE_THROWS_WITH(nn::permutation(-1, gen), Contains("permutation") && Contains("-1"));
+  }
+}

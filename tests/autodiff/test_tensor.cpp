@@ -1,9 +1,17 @@
 // SPDX-License-Identifier: MIT
-// Tensor: factories, values, dtypes, conversions, printing, and the generator's exact streams.
+// Tensor: factories (linspace, absurd sizes, braced Shapes), values, dtypes, conversions, printing,
+// retain_grad, and the generator's exact streams.
+#include <string>
+
 #include "testing.hpp"
 
 using namespace tapegrad;
 using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
+
+namespace {
+Tensor f64(std::initializer_list<double> v) { return tensor(v, kFloat64); }
+}  // namespace
 
 TEST_CASE("tensor: nested initializer lists give shape, dtype and row-major values", "[tensor]") {
   Tensor a = tensor({{1, 2, 3}, {4, 5, 6}}, kFloat64);
@@ -198,4 +206,251 @@ TEST_CASE("tensor: recycled storage is never shared by two live tensors", "[tens
   }
   detail::empty_cache();  // hands the cached blocks back; live tensors are unaffected
   REQUIRE(live.back().at({100}) == 45.0);
+}
+
+// ---------------------------------------------------------------- factories: linspace, braced lists, absurd sizes
+
+TEST_CASE("linspace: values as torch.linspace", "[ops][new_ops][linspace]") {
+  REQUIRE_ALLCLOSE(linspace(0.0, 1.0, 5, kFloat64), f64({0.0, 0.25, 0.5, 0.75, 1.0}), 0, 0);
+  REQUIRE_ALLCLOSE(linspace(-1.0, 2.0, 4, kFloat64), f64({-1.0, 0.0, 1.0, 2.0}), 0, 0);
+  REQUIRE_ALLCLOSE(linspace(1.0, 0.0, 3, kFloat64), f64({1.0, 0.5, 0.0}), 0, 0);
+  REQUIRE_ALLCLOSE(linspace(3.0, 3.0, 3, kFloat64), f64({3.0, 3.0, 3.0}), 0, 0);
+  REQUIRE_ALLCLOSE(linspace(2.0, 5.0, 1, kFloat64), f64({2.0}), 0, 0);  // steps = 1: [start]
+  REQUIRE(linspace(0.0, 1.0, 0).shape() == Shape{0});
+  // Python: [i / 10 for i in range(11)] up to rounding; both ends exact.
+  const Tensor t = linspace(0.0, 1.0, 11, kFloat64);
+  for (int i = 0; i <= 10; ++i) REQUIRE(std::abs(t.at({std::int64_t{i}}) - i / 10.0) <= 1e-16);
+  REQUIRE(t.at({0}) == 0.0);
+  REQUIRE(t.at({10}) == 1.0);
+  // Default dtype float32, as PyTorch; not differentiable (a factory).
+  const Tensor f = linspace(-2.0, 2.0, 9);
+  REQUIRE(f.dtype() == kFloat32);
+  REQUIRE(f.to_vector() == std::vector<double>{-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0});
+  REQUIRE_FALSE(f.requires_grad());
+}
+
+TEST_CASE("README: from_vector({1.0, 2.0}, Shape{2, 1}) compiles and gives float32 [2, 1]", "[hardening][factories]") {
+  const Tensor t = from_vector({1.0, 2.0}, Shape{2, 1});
+  REQUIRE(t.dtype() == kFloat32);
+  REQUIRE(t.shape() == Shape{2, 1});
+  REQUIRE(t.to_vector() == std::vector<double>{1.0, 2.0});
+}
+
+TEST_CASE("Shape: a braced list with too many or negative sizes names the list and the caller's line, not an op",
+          "[hardening][shape]") {
+  // Before: "tensor: 5 dims requested ..." with no line, as if an op called tensor had failed.
+  // (one line: gcc and clang attribute a call spread over lines of a macro to different lines)
+  std::string message = "(no InvalidArgument thrown)";
+  try { zeros({1, 1, 1, 1, 1}); } catch (const InvalidArgument& e) { message = e.what(); } const int line = __LINE__;
+  REQUIRE_THAT(message, Contains("Shape {1, 1, 1, 1, 1}: 5 dims") && Contains("rank 0 to 4") &&
+                            Contains("test_tensor.cpp:" + std::to_string(line) + ")"));
+  REQUIRE_THROWS_WITH(broadcast_to(zeros({2, 2}), Shape{1, 1, 1, 2, 2}), Contains("Shape {1, 1, 1, 2, 2}: 5 dims"));
+  REQUIRE_THROWS_WITH(zeros({2, -3}), Contains("Shape {2, -3}: size -3 is negative"));
+  REQUIRE_THROWS_WITH(Shape(std::vector<std::int64_t>{1, 2, 3, 4, 5}), Contains("Shape {1, 2, 3, 4, 5}: 5 dims"));
+  // Ops that would produce rank 5 say so themselves.
+  const Tensor x = zeros({1, 1, 2, 2}, kFloat64);
+  REQUIRE_THROWS_WITH(unsqueeze(x, 0), Contains("unsqueeze") && Contains("at most 4 dims"));
+  REQUIRE_THROWS_WITH(stack({x, x}, 0), Contains("stack") && Contains("at most 4"));
+  // matmul of rank-4 operands stays rank 4 (batch dims broadcast, never concatenate).
+  REQUIRE(matmul(zeros({2, 1, 2, 3}), zeros({1, 2, 3, 4})).shape() == Shape{2, 2, 2, 4});
+}
+
+TEST_CASE("absurd sizes are rejected before allocating, naming the op and the shape", "[hardening][alloc]") {
+  const std::int64_t big = std::int64_t{1} << 62;
+  REQUIRE_THROWS_WITH(Shape({big, 4}).numel(), Contains("[4611686018427387904, 4]") && Contains("overflow"));
+  REQUIRE_THROWS_WITH(zeros({1000000, 1000000}), Contains("zeros") && Contains("[1000000, 1000000]") &&
+                                                     Contains("1e+12 elements") && Contains("memory"));
+  REQUIRE_THROWS_WITH(zeros({big, 4}), Contains("zeros") && Contains("overflow"));
+  REQUIRE_THROWS_WITH(arange(1e12), Contains("arange") && Contains("memory"));
+  REQUIRE_THROWS_WITH(broadcast_to(zeros({1, 1}), Shape{1000000, 1000000}), Contains("broadcast_to") && Contains("memory"));
+  REQUIRE_THROWS_WITH(matmul(zeros({1000000, 0}), zeros({0, 1000000})), Contains("matmul") && Contains("memory"));
+  Generator gen(1);
+  REQUIRE_THROWS_WITH(nn::Linear(1000000, 1000000, gen), Contains("Linear") && Contains("[1000000, 1000000]") && Contains("memory"));
+  // Every user-sized allocation names the function the user called, not an internal "tensor".
+  REQUIRE_THROWS_WITH(linspace(0.0, 1.0, 1000000000000), StartsWith("linspace:") && Contains("memory"));
+  REQUIRE_THROWS_WITH(nn::Embedding(1000000000000, 4, gen), StartsWith("Embedding:") && Contains("memory"));
+  REQUIRE_THROWS_WITH(nn::LearnedPositionalEncoding(1000000000000, 4, gen),
+                      StartsWith("LearnedPositionalEncoding:") && Contains("memory"));
+  REQUIRE_THROWS_WITH(nn::sinusoidal_positional_encoding(1000000000000, 4),
+                      StartsWith("sinusoidal_positional_encoding:") && Contains("memory"));
+  REQUIRE_THROWS_WITH(nn::MultiheadAttention(std::int64_t{1} << 62, 1, gen), StartsWith("MultiheadAttention:"));
+}
+
+// ---------------------------------------------------------------- retain_grad
+
+TEST_CASE("retain_grad: a non-leaf gets its grad accumulated by backward", "[hardening][retain_grad]") {
+  const Tensor x = tensor({1.0, 2.0}, kFloat64).requires_grad_();
+  Tensor h = mul(x, 3.0);
+  REQUIRE_FALSE(h.retains_grad());
+  h.retain_grad();
+  REQUIRE(h.retains_grad());
+  const Tensor y = sum(mul(h, h));  // dy/dh = 2h = [6, 12]
+  backward(y, {.retain_graph = true});
+  REQUIRE(h.grad().to_vector() == std::vector<double>{6, 12});
+  backward(y);  // accumulates
+  REQUIRE(h.grad().to_vector() == std::vector<double>{12, 24});
+  REQUIRE(x.grad().to_vector() == std::vector<double>{36, 72});
+  // With create_graph the retained grad is itself differentiable.
+  const Tensor x2 = tensor({1.0}, kFloat64).requires_grad_();
+  Tensor h2 = mul(x2, x2);
+  h2.retain_grad();
+  backward(sum(mul(h2, x2)), {.create_graph = true});  // d/dh2 = x2
+  REQUIRE(h2.grad().requires_grad());
+  // On a leaf it is a no-op, as in PyTorch.
+  Tensor leaf = tensor({1.0}, kFloat64).requires_grad_();
+  leaf.retain_grad();
+  REQUIRE_FALSE(leaf.retains_grad());
+  // A non-leaf that did not ask keeps no grad, and reading it says so instead of handing back an
+  // undefined tensor that reads as "no gradient".
+  const Tensor h3 = mul(x, 2.0);
+  backward(sum(h3));
+  REQUIRE_THROWS_AS(h3.grad(), RuntimeError);
+  REQUIRE_THROWS_WITH(h3.grad(), Contains("'mul'") && Contains("non-leaf") && Contains("retain_grad()"));
+  // Outputs that do not require grad (constants, no_grad results) are not non-leaves: undefined grad.
+  REQUIRE_FALSE(mul(tensor({1.0}, kFloat64), 2.0).grad().defined());
+}
+
+// ---------------------------------------------------------------- copy_, set_data
+
+TEST_CASE("tensor: copy_ writes src's values into the tensor's own storage, converting the dtype as PyTorch",
+          "[tensor][copy_]") {
+  // Same dtype, inline (<= 32 bytes) and heap storage: every handle and view on dst sees the values;
+  // dst does not alias src afterwards.
+  for (const Shape& s : {Shape{}, Shape{3}, Shape{2, 3}, Shape{5, 7}, Shape{0, 2}}) {
+    INFO("shape " << s.str());
+    Tensor dst = zeros(s, kFloat64);
+    const Tensor handle = dst, view = dst.detach();
+    std::vector<double> v(static_cast<std::size_t>(s.numel()));
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = 0.5 * static_cast<double>(i) - 3.0;
+    Tensor src = from_vector(v, s, kFloat64);
+    Tensor& r = dst.copy_(src);
+    REQUIRE(&r == &dst);
+    REQUIRE(dst.to_vector() == v);
+    REQUIRE(handle.to_vector() == v);
+    REQUIRE(view.to_vector() == v);
+    if (s.numel() > 0) {
+      src.mutable_data<double>()[0] = 100.0;
+      REQUIRE(dst.to_vector()[0] == -3.0);
+    }
+  }
+  // Conversions: float64 -> float32 rounds; float -> int64 truncates toward zero; -> bool is x != 0
+  // (NaN is true, -0.0 false, as bool(float('nan')) and torch); int64 and bool -> float exactly.
+  Tensor f = zeros({3});
+  f.copy_(f64({0.1, -2.5, 1e10}));
+  REQUIRE(f.to_vector() == std::vector<double>{static_cast<double>(0.1f), -2.5, static_cast<double>(1e10f)});
+  Tensor i = zeros({4}, kInt64);
+  i.copy_(f64({-2.7, 2.7, 0.5, -9.2e18}));
+  REQUIRE(i.data<std::int64_t>()[0] == -2);
+  REQUIRE(i.data<std::int64_t>()[1] == 2);
+  REQUIRE(i.data<std::int64_t>()[2] == 0);
+  REQUIRE(i.data<std::int64_t>()[3] == -9200000000000000000);
+  Tensor b = zeros({4}, kBool);
+  b.copy_(f64({0.0, -0.0, 3.0, std::nan("")}));
+  REQUIRE(b.to_vector() == std::vector<double>{0, 0, 1, 1});
+  Tensor d = zeros({3}, kFloat64);
+  d.copy_(from_vector(std::vector<std::int64_t>{-4, 0, 9007199254740993}, Shape{3}));
+  REQUIRE(d.to_vector() == std::vector<double>{-4.0, 0.0, 9007199254740992.0});  // 2^53 + 1 rounds to even
+  d.copy_(from_vector(std::vector<bool>{true, false, true}, Shape{3}));
+  REQUIRE(d.to_vector() == std::vector<double>{1.0, 0.0, 1.0});
+  // Copying a view of itself changes nothing.
+  d.copy_(d.detach());
+  REQUIRE(d.to_vector() == std::vector<double>{1.0, 0.0, 1.0});
+}
+
+TEST_CASE("tensor: copy_ into a parameter under NoGradGuard records nothing and keeps grad and identity",
+          "[tensor][copy_]") {
+  Tensor p = f64({1.0, 2.0}).requires_grad_();
+  backward(sum(mul(p, p)));  // grad 2p = [2, 4]
+  const std::size_t nodes = tape_size();
+  {
+    NoGradGuard no_grad;
+    p.copy_(f64({3.0, -1.0}));
+  }
+  REQUIRE(tape_size() == nodes);
+  REQUIRE(p.requires_grad());
+  REQUIRE(p.is_leaf());
+  REQUIRE(p.grad().to_vector() == std::vector<double>{2.0, 4.0});  // untouched, as PyTorch
+  p.zero_grad();
+  backward(sum(mul(p, p)));  // the new value is what backward sees: 2p = [6, -2]
+  REQUIRE(p.grad().to_vector() == std::vector<double>{6.0, -2.0});
+  // Grad mode off also lets a src that requires grad be copied (values only).
+  Tensor q = zeros({2}, kFloat64);
+  {
+    NoGradGuard no_grad;
+    q.copy_(p);
+  }
+  REQUIRE(q.to_vector() == std::vector<double>{3.0, -1.0});
+  REQUIRE_FALSE(q.requires_grad());
+}
+
+TEST_CASE("tensor: copy_ bad input names copy_, both shapes and the fix; the destination is left untouched",
+          "[tensor][copy_][bad]") {
+  using tapegrad::testing::error_of;
+  Tensor dst = zeros({2, 3}, kFloat64);
+  REQUIRE_THROWS_AS(dst.copy_(zeros({3, 2}, kFloat64)), InvalidArgument);
+  REQUIRE_THAT(error_of([&] { dst.copy_(zeros({3, 2}, kFloat64)); }),
+               StartsWith("copy_: src has shape [3, 2] but this tensor has shape [2, 3]; expected the same shape"));
+  // no broadcasting, and the same number of elements is not enough
+  REQUIRE_THAT(error_of([&] { dst.copy_(zeros({3}, kFloat64)); }), StartsWith("copy_: src has shape [3] but this tensor has shape [2, 3]"));
+  REQUIRE_THAT(error_of([&] { dst.copy_(zeros({6}, kFloat64)); }), StartsWith("copy_: src has shape [6] but this tensor has shape [2, 3]"));
+  REQUIRE_THAT(error_of([&] { dst.copy_(Tensor()); }), StartsWith("copy_: src is an undefined Tensor"));
+  REQUIRE_THAT(error_of([&] { Tensor().copy_(dst); }), StartsWith("copy_: this Tensor is undefined"));
+  // With grad mode on it would silently bypass the tape: an error naming NoGradGuard.
+  Tensor p = zeros({2, 3}, kFloat64).requires_grad_();
+  REQUIRE_THAT(error_of([&] { p.copy_(ones({2, 3}, kFloat64)); }),
+               StartsWith("copy_: this tensor requires grad and grad mode is on") && Contains("NoGradGuard"));
+  REQUIRE_THAT(error_of([&] { dst.copy_(p); }), StartsWith("copy_: src requires grad and grad mode is on") &&
+                                                   Contains("detach()") && Contains("clone()"));
+  REQUIRE(p.to_vector() == std::vector<double>(6, 0.0));
+  // Floats with no int64 value: NaN, inf, 2^63. Checked before anything is written.
+  Tensor i = from_vector(std::vector<std::int64_t>{7, 7, 7}, Shape{3});
+  REQUIRE_THAT(error_of([&] { i.copy_(f64({1.0, std::nan(""), 2.0})); }),
+               StartsWith("copy_: src[1] = nan cannot be converted to int64"));
+  REQUIRE_THAT(error_of([&] { i.copy_(tensor({1.0, 2.0, INFINITY})); }), StartsWith("copy_: src[2] = inf cannot be converted"));
+  REQUIRE_THAT(error_of([&] { i.copy_(f64({9.3e18, 0.0, 0.0})); }), StartsWith("copy_: src[0] = 9.3e+18 cannot be converted"));
+  REQUIRE(i.to_vector() == std::vector<double>{7, 7, 7});
+}
+
+TEST_CASE("tensor: set_data gives a leaf a new value, shape or dtype, keeping its identity (PyTorch's t.data = src)",
+          "[tensor][set_data]") {
+  for (const Shape& s : {Shape{2}, Shape{4, 5}}) {  // inline and heap storage
+    INFO("shape " << s.str());
+    Tensor p = zeros(s).requires_grad_();
+    p.set_name("w");
+    const Tensor handle = p;
+    backward(sum(p));
+    REQUIRE(p.grad().defined());
+    // same shape and dtype: the grad stays
+    p.set_data(ones(s));
+    REQUIRE(handle.to_vector() == std::vector<double>(static_cast<std::size_t>(s.numel()), 1.0));
+    REQUIRE(p.grad().defined());
+    // float32 -> float64 (Module::to): every handle sees the new dtype; grad cleared (no longer fits)
+    p.set_data(full(s, 0.25, kFloat64));
+    REQUIRE(handle.dtype() == kFloat64);
+    REQUIRE(handle.to_vector() == std::vector<double>(static_cast<std::size_t>(s.numel()), 0.25));
+    REQUIRE_FALSE(p.grad().defined());
+    REQUIRE(handle.requires_grad());
+    REQUIRE(handle.name() == "w");
+    // another shape
+    p.set_data(f64({1.0, 2.0, 3.0}));
+    REQUIRE(handle.shape() == Shape{3});
+    backward(sum(mul(handle, handle)));
+    REQUIRE(p.grad().to_vector() == std::vector<double>{2.0, 4.0, 6.0});
+  }
+  // a constant may become int64
+  Tensor c = zeros({2});
+  c.set_data(from_vector(std::vector<std::int64_t>{4, 5}, Shape{2}));
+  REQUIRE(c.dtype() == kInt64);
+}
+
+TEST_CASE("tensor: set_data bad input names set_data and what to do", "[tensor][set_data][bad]") {
+  using tapegrad::testing::error_of;
+  Tensor x = f64({1.0, 2.0}).requires_grad_();
+  Tensor y = mul(x, 2.0);
+  REQUIRE_THAT(error_of([&] { y.set_data(f64({0.0, 0.0})); }),
+               StartsWith("set_data: this tensor is the output of 'mul' (a non-leaf)") && Contains("leaves"));
+  REQUIRE_THAT(error_of([&] { x.set_data(from_vector(std::vector<std::int64_t>{1, 2}, Shape{2})); }),
+               StartsWith("set_data: this tensor requires grad, so its value must be float32 or float64; src is int64"));
+  REQUIRE_THAT(error_of([&] { x.set_data(Tensor()); }), StartsWith("set_data: src is an undefined Tensor"));
+  REQUIRE(x.to_vector() == std::vector<double>{1.0, 2.0});
 }

@@ -1,21 +1,27 @@
 // SPDX-License-Identifier: MIT
 // Attention ops and layers: values by hand, properties (rows sum to 1 over visible keys, causality
 // by perturbation, permutation invariance), fully masked rows, float64 gradcheck and gradgradcheck
-// of scaled_dot_product_attention (every mask kind), layer_norm, embedding, MultiheadAttention and
-// TransformerBlock on small shapes, and bad input. PyTorch parity: tests/parity/test_parity_nn.cpp.
+// of scaled_dot_product_attention (every mask kind), MultiheadAttention and TransformerBlock on
+// small shapes, and bad input. PyTorch parity: tests/parity/test_parity_nn.cpp. layer_norm:
+// test_norm.cpp; embedding: test_embedding.cpp.
 #include <cmath>
+#include <limits>
 
 #include "testing.hpp"
 
 using namespace tapegrad;
 using namespace tapegrad::nn;
 using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
 
 namespace {
 Tensor rnd(const Shape& s, Generator& gen, double scale = 1.0) {
   return (randn(s, gen, kFloat64) * scale).detach().requires_grad_();
 }
 Tensor bool_mask(std::vector<bool> v, const Shape& s) { return from_vector(v, s); }
+using tapegrad::testing::error_of;
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 }  // namespace
 
 TEST_CASE("attention: values by hand", "[ops][attention]") {
@@ -31,17 +37,6 @@ TEST_CASE("attention: values by hand", "[ops][attention]") {
   const double b = std::exp(2.0 * 1.0 + 0.5), pb = b / (b + 1.0);
   REQUIRE_ALLCLOSE(scaled_dot_product_attention(q, k, v, {.attn_mask = tensor({{0.5, 0.0}}, kFloat64), .scale = 2.0}),
                    tensor({{10 * pb, 10 * (1 - pb)}}, kFloat64), 1e-14);
-  // layer_norm of [1, 2, 3]: mean 2, var 2/3 -> [-1, 0, 1] * sqrt(3/2) (eps 1e-300: var + eps = var
-  // in float64; eps = 0 is an error)
-  REQUIRE_ALLCLOSE(layer_norm(tensor({1.0, 2.0, 3.0}, kFloat64), {3}, Tensor(), Tensor(), 1e-300),
-                   tensor({-std::sqrt(1.5), 0.0, std::sqrt(1.5)}, kFloat64), 1e-14);
-  REQUIRE_ALLCLOSE(layer_norm(tensor({1.0, 2.0, 3.0}, kFloat64), {3}, tensor({2.0, 1.0, 1.0}, kFloat64),
-                              tensor({0.0, 5.0, 0.0}, kFloat64), 1e-300),
-                   tensor({-2 * std::sqrt(1.5), 5.0, std::sqrt(1.5)}, kFloat64), 1e-14);
-  // embedding picks rows
-  Tensor w = tensor({{0.0, 1.0}, {2.0, 3.0}, {4.0, 5.0}}, kFloat64);
-  REQUIRE_ALLCLOSE(embedding(w, from_vector(std::vector<std::int64_t>{2, 0, 2}, Shape{3})),
-                   tensor({{4.0, 5.0}, {0.0, 1.0}, {4.0, 5.0}}, kFloat64), 0, 0);
   Tensor pe = sinusoidal_positional_encoding(3, 4, kFloat64);
   REQUIRE(pe.at({2, 0}) == std::sin(2.0));
   REQUIRE(pe.at({2, 1}) == std::cos(2.0));
@@ -136,30 +131,6 @@ TEST_CASE("attention: gradcheck and gradgradcheck of scaled_dot_product_attentio
   }
 }
 
-TEST_CASE("attention: layer_norm and embedding gradcheck; fused and recorded backward agree", "[ops][attention]") {
-  Generator gen(5);
-  for (const auto& [shape, ns] : {std::pair{Shape{4}, std::vector<std::int64_t>{4}},
-                                  std::pair{Shape{3, 5}, std::vector<std::int64_t>{5}},
-                                  std::pair{Shape{2, 3, 4}, std::vector<std::int64_t>{3, 4}},
-                                  std::pair{Shape{2, 1, 2, 3}, std::vector<std::int64_t>{3}}}) {
-    INFO("x " << shape.str());
-    Tensor x = rnd(shape, gen, 2.0), w = rnd(Shape(ns), gen), b = rnd(Shape(ns), gen);
-    testing::require_gradcheck([ns = ns](const std::vector<Tensor>& in) { return layer_norm(in[0], ns, in[1], in[2]); },
-                               {x, w, b}, true);
-    testing::require_gradcheck([ns = ns](const std::vector<Tensor>& in) { return layer_norm(in[0], ns); }, {x}, true);
-    Tensor g = randn(shape, gen, kFloat64);
-    auto fast = grad({layer_norm(x, ns, w, b)}, {x, w, b}, {g});
-    auto rec = grad({layer_norm(x, ns, w, b)}, {x, w, b}, {g}, {.create_graph = true});
-    for (int i = 0; i < 3; ++i) REQUIRE_ALLCLOSE(fast[static_cast<std::size_t>(i)], rec[static_cast<std::size_t>(i)].detach(), 1e-12, 1e-13);
-  }
-  Tensor idx = from_vector(std::vector<std::int64_t>{1, 0, 1, 3, 2, 1}, Shape{2, 3});
-  testing::require_gradcheck([&](const std::vector<Tensor>& in) { return embedding(in[0], idx); }, {rnd({4, 3}, gen)}, true);
-  // padding_idx: that row gets no gradient, the others their counts
-  Tensor w = rnd({4, 2}, gen);
-  backward(sum(embedding(w, idx, 1)));
-  REQUIRE_ALLCLOSE(w.grad(), tensor({{1, 1}, {0, 0}, {1, 1}, {1, 1}}, kFloat64), 0, 0);
-}
-
 TEST_CASE("attention layers: gradcheck of MultiheadAttention and TransformerBlock", "[nn][attention]") {
   Generator gen(6);
   MultiheadAttention mha(4, 2, gen, {.batch_first = true, .dtype = kFloat64});
@@ -200,11 +171,49 @@ TEST_CASE("attention: bad input", "[ops][attention]") {
   REQUIRE_THROWS_WITH(mha.forward(randn({2, 3, 4}, gen), randn({2, 3, 4}, gen), randn({2, 3, 4}, gen),
                                   {.key_padding_mask = bool_mask({true, false}, Shape{2})}),
                       Contains("key_padding_mask has shape [2]") && Contains("[2, 3]"));
-  Embedding emb(10, 3, gen);
-  REQUIRE_THROWS_WITH(emb(from_vector(std::vector<std::int64_t>{1, 2, 3, 12}, Shape{2, 2})),
-                      Contains("indices[1, 1] = 12 is out of range for 10 embeddings"));
-  REQUIRE_THROWS_WITH(emb(from_vector(std::vector<std::int64_t>{-1}, Shape{1})), Contains("indices[0] = -1"));
-  LayerNorm ln({4});
-  REQUIRE_THROWS_WITH(ln(randn({2, 3}, gen)), Contains("normalized_shape [4]") && Contains("[2, 3]"));
-  REQUIRE_THROWS_WITH(layer_norm(randn({2, 3}, gen), {3}, ones({2})), Contains("weight has shape [2]"));
+}
+
+// ---------------------------------------------------------------- errors name scaled_dot_product_attention
+
+TEST_CASE("scaled_dot_product_attention: shape and value errors name scaled_dot_product_attention, not matmul or softmax",
+          "[issue11][ops][attention][bad]") {
+  Generator gen(1104);
+  const std::string prefix = "scaled_dot_product_attention:";
+  // leading (batch) dims of q and k that do not broadcast
+  REQUIRE_THAT(error_of([&] { scaled_dot_product_attention(randn({2, 3, 4}, gen), randn({3, 5, 4}, gen), randn({3, 5, 2}, gen)); }),
+               StartsWith(prefix) && Contains("[2, 3, 4]") && Contains("[3, 5, 4]"));
+  // v's leading dims against the scores
+  REQUIRE_THAT(error_of([&] { scaled_dot_product_attention(randn({2, 3, 4}, gen), randn({2, 5, 4}, gen), randn({3, 5, 2}, gen)); }),
+               StartsWith(prefix) && Contains("v") && Contains("[3, 5, 2]"));
+  REQUIRE_THAT(error_of([&] { scaled_dot_product_attention_with_weights(randn({2, 3, 4}, gen), randn({3, 5, 4}, gen),
+                                                                        randn({3, 5, 2}, gen)); }),
+               StartsWith(prefix));
+  // undefined inputs
+  REQUIRE_THAT(error_of([&] { scaled_dot_product_attention(Tensor(), randn({5, 4}, gen), randn({5, 2}, gen)); }),
+               StartsWith(prefix) && Contains("q"));
+  // float mask of another dtype
+  REQUIRE_THAT(error_of([&] {
+                 scaled_dot_product_attention(randn({3, 4}, gen), randn({5, 4}, gen), randn({5, 2}, gen),
+                                              {.attn_mask = zeros({3, 5}, kFloat64)});
+               }),
+               StartsWith(prefix) && Contains("attn_mask"));
+  // NaN or +inf in a float mask, or NaN in q: the scores are not valid logits
+  for (double bad : {kNaN, kInf}) {
+    Tensor mask = zeros({3, 5});
+    mask.mutable_data<float>()[7] = static_cast<float>(bad);
+    REQUIRE_THAT(error_of([&] {
+                   scaled_dot_product_attention(randn({3, 4}, gen), randn({5, 4}, gen), randn({5, 2}, gen), {.attn_mask = mask});
+                 }),
+                 StartsWith(prefix) && Contains("attn_mask") && Contains("[1, 2]"));
+  }
+  Tensor q = randn({2, 3, 4}, gen);
+  q.mutable_data<float>()[13] = NAN;
+  REQUIRE_THAT(error_of([&] { scaled_dot_product_attention(q, randn({2, 5, 4}, gen), randn({2, 5, 2}, gen)); }),
+               StartsWith(prefix) && Contains("NaN"));
+  // scale so large that finite q kᵀ overflows
+  REQUIRE_THAT(error_of([&] {
+                 scaled_dot_product_attention(full({3, 4}, 1e10, kFloat32), full({5, 4}, 1e10, kFloat32), randn({5, 2}, gen),
+                                              {.scale = 1e30});
+               }),
+               StartsWith(prefix) && Contains("scale"));
 }

@@ -50,6 +50,19 @@ void check_dim_reduction(Tensor (*reduce)(const Tensor&, int, bool), bool second
   }
 }
 
+
+Tensor empty_leaf(const Shape& s) { return zeros(s, kFloat64).requires_grad_(); }
+
+// Backward with a grad_out of ones; every input that requires grad gets a grad of its own shape.
+void backward_ones(const Tensor& out, const std::vector<Tensor>& inputs) {
+  backward(out, ones_like(out).detach());
+  for (const Tensor& in : inputs) {
+    INFO("input shape " << in.shape().str());
+    REQUIRE(in.grad().defined());
+    REQUIRE(in.grad().shape() == in.shape());
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- sum / mean
@@ -263,4 +276,29 @@ TEST_CASE("reductions: nodes save only what their VJPs read", "[ops][reduce][sav
   CHECK(last().saved[0].dtype() == kInt64);
   CHECK(last().saved[0].shape() == Shape{3, 1});
   CHECK(last().saved_bytes == 3 * sizeof(std::int64_t));
+
+// ---------------------------------------------------------------- empty tensors
+
+TEST_CASE("empty tensors: reductions and matmul", "[hardening][empty]") {
+  const Tensor x = empty_leaf({3, 0});
+  const Tensor s = sum(x);
+  REQUIRE(s.item() == 0.0);
+  backward_ones(s, {x});
+  const Tensor r = sum(x, 1);
+  REQUIRE(r.shape() == Shape{3});
+  REQUIRE(r.to_vector() == std::vector<double>{0, 0, 0});
+
+  const Tensor a = empty_leaf({2, 0}), b = empty_leaf({0, 3});
+  const Tensor c = matmul(a, b);
+  REQUIRE(c.shape() == Shape{2, 3});
+  REQUIRE(c.to_vector() == std::vector<double>(6, 0.0));
+  backward_ones(c, {a, b});
+  const Tensor u = empty_leaf({0, 3}), w = ones({3, 2}, kFloat64).requires_grad_();
+  const Tensor uw = matmul(u, w);
+  REQUIRE(uw.shape() == Shape{0, 2});
+  backward_ones(uw, {u, w});
+  REQUIRE(sum(w.grad()).item() == 0.0);
+
+  REQUIRE_THROWS_WITH(max(x, 1), Contains("max") && Contains("size 0"));
+  REQUIRE_THROWS_WITH(argmax(x, 1), Contains("argmax") && Contains("size 0"));
 }

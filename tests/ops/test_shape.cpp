@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Shape ops: values against hand-worked numbers and numpy (pasted from /usr/bin/python3 + numpy),
+// Shape ops (also gather and scatter_add): values against hand-worked numbers and numpy (pasted from
+// /usr/bin/python3 + numpy),
 // views sharing storage, float64 gradchecks over shapes and (negative) dims, second derivatives,
 // and bad input.
 #include "testing.hpp"
@@ -35,6 +36,9 @@ Function weighted(std::function<Tensor(const Tensor&)> op, std::uint64_t seed) {
     return mul(y, randn(y.shape(), gen, kFloat64));
   };
 }
+
+
+Tensor idx(const std::vector<std::int64_t>& v, const Shape& s) { return from_vector(v, s); }
 
 }  // namespace
 
@@ -396,4 +400,64 @@ TEST_CASE("shape ops: nodes save nothing but the index tensors", "[ops][shape][s
   REQUIRE(last().saved.size() == 1);
   CHECK(last().saved[0].same(gi));
   CHECK(last().saved_bytes == 4 * sizeof(std::int64_t));
+
+// ---------------------------------------------------------------- gather, scatter_add
+
+TEST_CASE("gather: values by hand, index shapes as PyTorch", "[ops][new_ops][gather]") {
+  const Tensor x = tensor({{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}}, kFloat64);
+  // dim 1: out[i][j] = x[i][index[i][j]]
+  REQUIRE_ALLCLOSE(gather(x, 1, idx({0, 0, 2, 1, 0, 1}, {2, 3})), tensor({{1.0, 1.0, 3.0}, {5.0, 4.0, 5.0}}, kFloat64), 0, 0);
+  // dim 0: out[i][j] = x[index[i][j]][j]
+  REQUIRE_ALLCLOSE(gather(x, 0, idx({1, 0, 1, 0, 0, 0}, {2, 3})), tensor({{4.0, 2.0, 6.0}, {1.0, 2.0, 3.0}}, kFloat64), 0, 0);
+  // index smaller than x in every dim; larger along dim; negative dim.
+  REQUIRE_ALLCLOSE(gather(x, 0, idx({1}, {1, 1})), full({1, 1}, 4.0, kFloat64), 0, 0);
+  REQUIRE_ALLCLOSE(gather(x, -1, idx({2, 2, 2, 2, 0}, {1, 5})), tensor({{3.0, 3.0, 3.0, 3.0, 1.0}}, kFloat64), 0, 0);
+  // rank 0
+  REQUIRE(gather(tensor(5.0, kFloat64), 0, from_vector(std::vector<std::int64_t>{0}, Shape{})).item() == 5.0);
+  // rank 3, dim 1: x[a][b][c] = 100 a + 10 b + c
+  const Tensor x3 = tensor({{{0.0, 1.0}, {10.0, 11.0}, {20.0, 21.0}}, {{100.0, 101.0}, {110.0, 111.0}, {120.0, 121.0}}}, kFloat64);
+  REQUIRE_ALLCLOSE(gather(x3, 1, idx({2, 0, 1, 1}, {2, 1, 2})), tensor({{{20.0, 1.0}}, {{110.0, 111.0}}}, kFloat64), 0, 0);
+  // Other dtypes: int64 and float32 values are copied.
+  const Tensor xi = from_vector(std::vector<std::int64_t>{7, 8, 9}, Shape{3});
+  const Tensor gi = gather(xi, 0, idx({2, 2, 0}, {3}));
+  REQUIRE(gi.dtype() == kInt64);
+  REQUIRE(gi.to_vector() == std::vector<double>{9, 9, 7});
+  REQUIRE(gather(x.to(kFloat32), 1, idx({2}, {1, 1})).item() == 3.0);
+}
+
+TEST_CASE("gather: the VJP scatter-adds, duplicates accumulate", "[ops][new_ops][gather]") {
+  Tensor x = tensor({{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}}, kFloat64).requires_grad_();
+  const Tensor out = gather(x, 1, idx({0, 0, 2, 1, 0, 1}, {2, 3}));
+  backward(out, tensor({{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}}, kFloat64));
+  // row 0: x0 gets 1 + 2, x2 gets 3;  row 1: x1 gets 4 + 6, x0 gets 5
+  REQUIRE_ALLCLOSE(x.grad(), tensor({{3.0, 0.0, 3.0}, {5.0, 10.0, 0.0}}, kFloat64), 0, 0);
+  // scatter_add forward is the same computation.
+  REQUIRE_ALLCLOSE(scatter_add(ones({2, 3}, kFloat64), 1, idx({0, 0, 2, 1, 0, 1}, {2, 3}),
+                               tensor({{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}}, kFloat64)),
+                   tensor({{4.0, 1.0, 4.0}, {6.0, 11.0, 1.0}}, kFloat64), 0, 0);
+}
+
+TEST_CASE("gather and scatter_add: gradcheck and gradgradcheck", "[ops][new_ops][gather][gradcheck]") {
+  struct Case {
+    Shape x;
+    int dim;
+    Shape index;
+  };
+  const std::vector<Case> cases = {
+      {Shape{5}, 0, Shape{7}},           {Shape{3, 4}, 0, Shape{2, 4}},          {Shape{3, 4}, 1, Shape{3, 6}},
+      {Shape{2, 3, 4}, -1, Shape{2, 2, 5}}, {Shape{2, 3, 4}, 1, Shape{1, 3, 2}}, {Shape{2, 1, 3, 2}, 2, Shape{2, 1, 4, 1}},
+      {Shape{1}, 0, Shape{3}},           {Shape{}, 0, Shape{}}};
+  Generator gen(331);
+  for (const Case& c : cases) {
+    INFO("x " << c.x.str() << " dim " << c.dim << " index " << c.index.str());
+    const int d = c.x.rank() == 0 ? 0 : (c.dim < 0 ? c.dim + c.x.rank() : c.dim);
+    const std::int64_t size = c.x.rank() == 0 ? 1 : c.x[d];
+    const Tensor index = randint(0, size, c.index, gen);
+    const Tensor x = randn(c.x, gen, kFloat64).requires_grad_();
+    testing::require_gradcheck([&](const std::vector<Tensor>& in) { return gather(in[0], c.dim, index); }, {x}, true);
+    const Tensor base = randn(c.x, gen, kFloat64).requires_grad_();
+    const Tensor src = randn(c.index, gen, kFloat64).requires_grad_();
+    testing::require_gradcheck([&](const std::vector<Tensor>& in) { return scatter_add(in[0], c.dim, index, in[1]); },
+                               {base, src}, true);
+  }
 }
