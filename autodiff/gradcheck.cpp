@@ -5,6 +5,8 @@
 #include <limits>
 #include <ostream>
 
+#include <nlohmann/json.hpp>
+
 #include "autodiff/check.hpp"
 #include "autodiff/tape.hpp"
 

@@ -9,6 +9,8 @@
 #include <ostream>
 #include <unordered_map>
 
+#include <nlohmann/json.hpp>
+
 #include "autodiff/check.hpp"
 
 namespace tapegrad {

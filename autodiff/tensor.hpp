@@ -14,7 +14,6 @@
 #include <string>
 #include <vector>
 
-#include <Eigen/Core>
 #include <fmt/format.h>
 
 #include "autodiff/dtype.hpp"
@@ -23,6 +22,12 @@
 #include "autodiff/shape.hpp"
 
 namespace tapegrad {
+
+namespace detail {
+// The Eigen map types behind Tensor::array<T>() and mutable_array<T>(), defined in
+// autodiff/eigen.hpp: the declarations here do not need Eigen, so this header need not include it.
+template <class T> struct EigenArray;
+}  // namespace detail
 
 struct TensorImpl {
   static constexpr std::size_t kInlineBytes = 32;
@@ -104,13 +109,10 @@ class Tensor {
   // that a recorded op saved changes what its VJP sees, as in PyTorch without version counters.
   template <class T> T* mutable_data() { check_access<T>(); return static_cast<T*>(impl_->data); }
 
-  // Eigen views of the storage as a flat column array.
-  template <class T> Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> array() const {
-    return {data<T>(), static_cast<Eigen::Index>(numel())};
-  }
-  template <class T> Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> mutable_array() {
-    return {mutable_data<T>(), static_cast<Eigen::Index>(numel())};
-  }
+  // Eigen views of the storage as a flat column array: Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>
+  // and Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>. Need #include "autodiff/eigen.hpp".
+  template <class T> auto array() const { return detail::EigenArray<T>::map(data<T>(), numel()); }
+  template <class T> auto mutable_array() { return detail::EigenArray<T>::map(mutable_data<T>(), numel()); }
 
   // A new handle on the same storage with another shape of the same numel, no graph: the
   // building block of views (reshape, squeeze, detach). Keeps the storage alive.
@@ -187,3 +189,7 @@ struct fmt::formatter<tapegrad::Tensor> : fmt::formatter<std::string> {
     return fmt::formatter<std::string>::format(tapegrad::to_string(t), ctx);
   }
 };
+
+// Still included here until ops/*.cpp and autodiff/tape.cpp include it themselves; then this line
+// goes and including tapegrad.hpp no longer parses Eigen (about half of what it costs).
+#include "autodiff/eigen.hpp"

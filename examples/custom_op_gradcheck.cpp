@@ -12,6 +12,8 @@
 #include <cstring>
 #include <iostream>
 
+#include <nlohmann/json.hpp>  // GradcheckReport::to_json returns a json
+
 #include "tapegrad.hpp"
 
 using namespace tapegrad;

@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "autodiff/eigen.hpp"  // Tensor::mutable_array, for the hand-written SGD step
 #include "tapegrad.hpp"
 
 using namespace tapegrad;

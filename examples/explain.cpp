@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>  // the reports' to_json()
+
 #include "autodiff/inspect.hpp"
 #include "tapegrad.hpp"
 

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "autodiff/eigen.hpp"
 #include "nn/serialize.hpp"
 
 namespace tapegrad::nn {

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "testing.hpp"
 
 using namespace tapegrad;

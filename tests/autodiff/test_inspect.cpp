@@ -8,6 +8,8 @@
 #include <set>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "autodiff/inspect.hpp"
 #include "testing.hpp"
 

@@ -2,6 +2,7 @@
 // The tape and backward: accumulation, retain_graph/create_graph, errors, grad mode, threads, memory.
 #include <thread>
 
+#include "autodiff/eigen.hpp"
 #include "testing.hpp"
 
 using namespace tapegrad;

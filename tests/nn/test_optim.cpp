@@ -4,6 +4,8 @@
 // tests/parity; training reduces a loss; bad input.
 #include <cmath>
 
+#include <nlohmann/json.hpp>
+
 #include "testing.hpp"
 
 using namespace tapegrad;
