@@ -428,6 +428,7 @@ TEST_CASE("elementwise: each node saves only what its VJP reads", "[ops][element
     REQUIRE(tape_stats().saved_bytes == k.bytes);
   }
   clear_tape();
+}
 
 // ---------------------------------------------------------------- sin, cos
 

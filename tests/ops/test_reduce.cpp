@@ -276,6 +276,7 @@ TEST_CASE("reductions: nodes save only what their VJPs read", "[ops][reduce][sav
   CHECK(last().saved[0].dtype() == kInt64);
   CHECK(last().saved[0].shape() == Shape{3, 1});
   CHECK(last().saved_bytes == 3 * sizeof(std::int64_t));
+}
 
 // ---------------------------------------------------------------- empty tensors
 

@@ -400,6 +400,7 @@ TEST_CASE("shape ops: nodes save nothing but the index tensors", "[ops][shape][s
   REQUIRE(last().saved.size() == 1);
   CHECK(last().saved[0].same(gi));
   CHECK(last().saved_bytes == 4 * sizeof(std::int64_t));
+}
 
 // ---------------------------------------------------------------- gather, scatter_add
 
