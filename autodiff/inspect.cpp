@@ -214,75 +214,12 @@ std::ostream& operator<<(std::ostream& os, const BackwardTrace& t) { return os <
 
 // ---- VJP formulas ----
 
-std::string_view vjp_formula(std::string_view op) {
-  // The VJP of every op the library records, in the notation of the op's own comments:
-  // g = upstream gradient, y = output, ⊙ = elementwise product, ⟨·,·⟩ = sum along the dim.
-  static const std::unordered_map<std::string_view, std::string_view> table = {
-      {"add", "da = g, db = g (each summed to its shape)"},
-      {"sub", "da = g, db = −g (summed to shape)"},
-      {"mul", "da = g ⊙ b, db = g ⊙ a (summed to shape)"},
-      {"div", "da = g / b, db = −g ⊙ a / b² (summed to shape)"},
-      {"pow", "da = g ⊙ p a^(p−1), dp = g ⊙ a^p log a"},
-      {"maximum", "g to the larger input (ties: g/2 each)"},
-      {"minimum", "g to the smaller input (ties: g/2 each)"},
-      {"neg", "dx = −g"},
-      {"exp", "dx = g ⊙ y"},
-      {"log", "dx = g / x"},
-      {"log1p", "dx = g / (1 + x)"},
-      {"sqrt", "dx = g / (2y)"},
-      {"abs", "dx = g ⊙ sign(x)"},
-      {"tanh", "dx = g ⊙ (1 − y²)"},
-      {"sigmoid", "dx = g ⊙ y ⊙ (1 − y)"},
-      {"relu", "dx = g ⊙ [x > 0]"},
-      {"erf", "dx = g ⊙ (2/√π) e^(−x²)"},
-      {"gelu", "dx = g ⊙ (Φ(x) + x φ(x))"},
-      {"clamp", "dx = g ⊙ [lo ≤ x ≤ hi]"},
-      {"where", "da = g ⊙ c, db = g ⊙ ¬c"},
-      {"broadcast_to", "dx = sum_to_size(g, x.shape)"},
-      {"sum_to_size", "dx = broadcast_to(g, x.shape)"},
-      {"matmul", "dA = g Bᵀ, dB = Aᵀ g"},
-      {"matmul_t", "dA = g Bᵀ, dB = Aᵀ g (with A, B transposed as given)"},
-      {"sum", "dx = broadcast(g)"},
-      {"mean", "dx = broadcast(g) / n"},
-      {"max", "dx = g at the maximum (all: ties share g; dim: first index)"},
-      {"min", "dx = g at the minimum (all: ties share g; dim: first index)"},
-      {"reshape", "dx = reshape(g, x.shape)"},
-      {"view", "dx = reshape(g, x.shape)"},
-      {"flatten", "dx = reshape(g, x.shape)"},
-      {"unsqueeze", "dx = squeeze(g, dim)"},
-      {"squeeze", "dx = reshape(g, x.shape)"},
-      {"transpose", "dx = transpose(g, d0, d1)"},
-      {"permute", "dx = permute(g, inverse)"},
-      {"slice", "dx = 0 with g written into the slice"},
-      {"narrow", "dx = 0 with g written into the slice"},
-      {"cat", "dxᵢ = the slice of g that xᵢ filled"},
-      {"index_select", "dx = index_add(0, dim, index, g)"},
-      {"index_add", "dx = g, dsrc = index_select(g, dim, index)"},
-      {"softmax", "dx = y ⊙ (g − ⟨g,y⟩)"},
-      {"log_softmax", "dx = g − softmax(x) Σg"},
-      {"logsumexp", "dx = g ⊙ softmax(x)"},
-      {"cross_entropy", "dx = g (softmax(x) − y) ⊙ w / N"},
-      {"nll_loss", "dx[i, tᵢ] = −g w_tᵢ / N"},
-      {"kl_div", "dx = −g t / N  (log_target: −g eᵗ / N)"},
-      {"binary_cross_entropy_with_logits", "dx = g w ((1 + (p_w − 1) t) σ(x) − p_w t) / N"},
-      {"layer_norm", "g' = g ⊙ γ; dx = (g' − mean(g') − x̂ ⊙ mean(g' ⊙ x̂)) / σ, dγ = Σ g ⊙ x̂, dβ = Σ g"},
-      {"embedding", "dW[idx] += g (rows of the looked-up indices)"},
-      {"scaled_dot_product_attention",
-       "P = softmax(QKᵀ/√d); dV = Pᵀ g, dS = P ⊙ (g Vᵀ − ⟨g Vᵀ, P⟩), dQ = dS K / √d, dK = dSᵀ Q / √d"},
-      {"clone", "dx = g"},
-      {"to", "dx = g.to(x.dtype)"},
-      {"sin", "dx = g ⊙ cos(x)"},
-      {"cos", "dx = −g ⊙ sin(x)"},
-      {"softplus", "dx = g ⊙ σ(βx)  (g where βx > threshold)"},
-      {"leaky_relu", "dx = g ⊙ [x > 0] + s g ⊙ [x ≤ 0]"},
-      {"gather", "dx = scatter_add(0, dim, index, g)"},
-      {"scatter_add", "dx = g, dsrc = gather(g, dim, index)"},
-      {"mse_loss", "dx = 2 g (x − t) / N, dt = −dx"},
-      {"l1_loss", "dx = g sign(x − t) / N, dt = −dx"},
-      {"smooth_l1_loss", "dx = g clamp((x − t)/β, −1, 1) / N, dt = −dx"},
-  };
-  const auto it = table.find(op);
-  return it == table.end() ? std::string_view{} : it->second;
+std::string_view vjp_formula(const Tensor& out) {
+  if (!out.defined() || out.is_leaf()) return {};
+  const NodeStore& tape = tape_nodes();
+  const auto idx = static_cast<std::size_t>(out.impl().node_index);
+  if (producer_name(out) == nullptr || idx >= tape.size()) return {};
+  return tape[idx].formula;
 }
 
 // ---- graph export ----
@@ -385,7 +322,7 @@ std::string to_dot(const Tensor& root, const DotOptions& o) {
     const Node& n = tape[pos];
     std::string label = fmt::format("#{} {}\n{} {}", pos, n.op, n.out_shape, dtype_name(n.out_dtype));
     if (o.formulas) {
-      const std::string_view f = n.formula[0] != '\0' ? std::string_view(n.formula) : vjp_formula(n.op);
+      const std::string_view f = n.formula;
       label += fmt::format("\n{}", f.empty() ? "custom VJP" : f);
     }
     if (o.values) {

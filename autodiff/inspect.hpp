@@ -93,9 +93,9 @@ struct DotOptions {
 // before a backward without retain_graph frees the graph (freed nodes are drawn as "freed").
 std::string to_dot(const Tensor& root, const DotOptions& options = {});
 
-// The VJP of a built-in op in short maths ("dx = y ⊙ (g − ⟨g,y⟩)"), or "" for an op it does not
-// know (custom ops). Transitional: recorded nodes carry their own formula (Node::formula).
-std::string_view vjp_formula(std::string_view op);
+// The VJP formula of the op that produced `out`, in short maths ("dx = y ⊙ (g − Σ g ⊙ y)"), as the
+// op passed it to record (each op's only copy); "" for leaves and freed graphs.
+std::string_view vjp_formula(const Tensor& out);
 
 // ---- anomaly mode ----
 // torch.autograd.detect_anomaly. While alive (on this thread):

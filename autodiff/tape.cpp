@@ -444,28 +444,6 @@ void record_node(OpDef def, std::span<const Tensor> inputs, Tensor& out, std::sp
   }
 }
 
-void record_legacy(const char* op, std::span<const Tensor> inputs, Tensor& out, bool save_out,
-                   SmallFunction<Grads(const Tensor&, const Tensor&, const InputList&), 64> vjp) {
-  // Saves every input (and the output first, when asked); the wrapper rebuilds the old arguments.
-  std::vector<Tensor> saved;
-  saved.reserve(inputs.size() + 1);
-  if (save_out) saved.push_back(out);
-  saved.insert(saved.end(), inputs.begin(), inputs.end());
-  struct Legacy {
-    std::shared_ptr<SmallFunction<Grads(const Tensor&, const Tensor&, const InputList&), 64>> f;
-    bool save_out;
-    Grads operator()(const Tensor& g, const Saved& s) const {
-      const std::size_t first = save_out ? 1 : 0;
-      InputList in;
-      in.reserve(s.size() - first);
-      for (std::size_t i = first; i < s.size(); ++i) in.push_back(s[i]);
-      return (*f)(g, save_out ? s[0] : Tensor(), in);
-    }
-  };
-  auto f = std::make_shared<SmallFunction<Grads(const Tensor&, const Tensor&, const InputList&), 64>>(std::move(vjp));
-  record_node({op, nullptr}, inputs, out, saved, Vjp(Legacy{std::move(f), save_out}), Vjp(), 0);
-}
-
 RecordObserver::RecordObserver() : prev_(observers) { observers = this; }
 RecordObserver::~RecordObserver() {
   assert(observers == this && "RecordObservers must be destroyed in reverse order of creation");

@@ -294,32 +294,6 @@ void record(OpDef def, const std::vector<Tensor>& inputs, Tensor& out, const std
   detail::record_impl(def, inputs, out, saved, std::forward<Formula>(formula), std::forward<Fused>(fused));
 }
 
-// ---- transitional: the record API before issue 13 ----
-// record(op, inputs, out, vjp, save_out) with vjp (g, out) or (g, out, inputs): saves every input
-// (and the output when save_out). Ops are being moved to the record above; this goes when none is left.
-using InputList = std::vector<Tensor, detail::PoolAllocator<Tensor>>;
-namespace detail {
-void record_legacy(const char* op, std::span<const Tensor> inputs, Tensor& out, bool save_out,
-                   SmallFunction<Grads(const Tensor&, const Tensor&, const InputList&), 64> vjp);
-}
-template <class F>
-void record(const char* op, TensorRefs inputs, Tensor& out, F&& vjp, bool save_out = false) {
-  if (!detail::should_record(inputs)) return;
-  std::vector<Tensor> in;
-  in.reserve(inputs.size());
-  for (const Tensor& t : inputs) in.push_back(t);
-  record(op, in, out, std::forward<F>(vjp), save_out);
-}
-template <class F>
-void record(const char* op, const std::vector<Tensor>& inputs, Tensor& out, F&& vjp, bool save_out = false) {
-  if (!detail::should_record(inputs)) return;
-  if constexpr (std::is_invocable_v<F&, const Tensor&, const Tensor&, const InputList&>)
-    detail::record_legacy(op, inputs, out, save_out, std::forward<F>(vjp));
-  else
-    detail::record_legacy(op, inputs, out, save_out,
-                          [f = std::forward<F>(vjp)](const Tensor& g, const Tensor& y, const InputList&) { return f(g, y); });
-}
-
 // ---- backward ----
 
 struct BackwardOptions {

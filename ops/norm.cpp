@@ -10,6 +10,7 @@
 #include "autodiff/check.hpp"
 #include "autodiff/tape.hpp"
 #include "ops/elementwise.hpp"
+#include "ops/kernels/norm.hpp"
 #include "ops/reduce.hpp"
 #include "ops/shape.hpp"
 
@@ -63,78 +64,35 @@ Tensor layer_norm(const Tensor& x, const std::vector<std::int64_t>& normalized_s
   const std::int64_t R = D == 0 ? 0 : x.numel() / D;
   if (D == 0) throw InvalidArgument(fmt::format("{}: normalized_shape {} has no elements", op, ns));
 
-  Tensor out = Tensor::empty(x.shape(), x.dtype());
-  Tensor stats = Tensor::empty({R, 2}, x.dtype());  // mean, rstd per row: saved for the fused VJP
-  dispatch_float(x.dtype(), [&]<class T>() {
-    using Row = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
-    using ORow = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-    const T* px = x.data<T>();
-    T* po = out.mutable_data<T>();
-    T* ps = stats.mutable_data<T>();
-    const T* pw = weight.defined() ? weight.data<T>() : nullptr;
-    const T* pb = bias.defined() ? bias.data<T>() : nullptr;
-    for (std::int64_t r = 0; r < R; ++r) {
-      const Row xr(px + r * D, D);
-      const T mu = xr.mean();
-      const T var = (xr - mu).square().mean();
-      const T rstd = T(1) / std::sqrt(var + static_cast<T>(eps));
-      ORow yr(po + r * D, D);
-      yr = (xr - mu) * rstd;
-      if (pw) yr *= Row(pw, D);
-      if (pb) yr += Row(pb, D);
-      ps[2 * r] = mu;
-      ps[2 * r + 1] = rstd;
-    }
-  });
-  std::vector<Tensor> inputs = {x};
-  if (weight.defined()) inputs.push_back(weight);
-  if (bias.defined()) inputs.push_back(bias);
+  Tensor stats;  // mean and rstd per row, for the fused VJP
+  Tensor out = kernels::layer_norm_forward(x, D, weight, bias, eps, stats);
+
+  // inputs x[, weight][, bias]; saved x, stats[, weight]
   const bool has_w = weight.defined(), has_b = bias.defined();
-  auto vjp = [stats, R, D, has_w, has_b, eps](const Tensor& g, const Tensor&, const InputList& in) {
-    const Tensor& x = in[0];
-    const Tensor w = has_w ? in[1] : Tensor();
-    const bool want_w = has_w && in[1].requires_grad();
-    const bool want_b = has_b && in[has_w ? 2 : 1].requires_grad();
-    Grads out;
-    if (GradMode::is_enabled()) {  // create_graph: the formula as recorded ops
-      Grads r = layer_norm_vjp_ops(reshape(g, {R, D}), reshape(x, {R, D}), w.defined() ? reshape(w, {D}) : w,
-                                   x.requires_grad(), want_w, want_b, eps);
-      Grads res{r[0].defined() ? reshape(r[0], x.shape().to_vector()) : Tensor()};
-      if (has_w) res.push_back(r[1].defined() ? reshape(r[1], w.shape().to_vector()) : Tensor());
-      if (has_b) res.push_back(r[2].defined() ? reshape(r[2], in[has_w ? 2 : 1].shape().to_vector()) : Tensor());
-      return res;
-    }
-    Tensor dx = x.requires_grad() ? Tensor::empty(x.shape(), x.dtype()) : Tensor();
-    Tensor dw = want_w ? zeros(w.shape(), x.dtype()) : Tensor();
-    Tensor db = want_b ? zeros(in[has_w ? 2 : 1].shape(), x.dtype()) : Tensor();
-    dispatch_float(x.dtype(), [&]<class T>() {
-      using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
-      using Row = Eigen::Map<const Arr>;
-      using ORow = Eigen::Map<Arr>;
-      const T* px = x.data<T>();
-      const T* pg = g.data<T>();
-      const T* ps = stats.data<T>();
-      const T* pw = has_w ? w.data<T>() : nullptr;
-      Arr xhat(D), dxhat(D);
-      for (std::int64_t r = 0; r < R; ++r) {
-        const T mu = ps[2 * r], rstd = ps[2 * r + 1];
-        const Row xr(px + r * D, D), gr(pg + r * D, D);
-        xhat = (xr - mu) * rstd;
-        if (dw.defined()) ORow(dw.mutable_data<T>(), D) += gr * xhat;
-        if (db.defined()) ORow(db.mutable_data<T>(), D) += gr;
-        if (dx.defined()) {
-          dxhat = pw ? Arr(gr * Row(pw, D)) : Arr(gr);
-          const T m1 = dxhat.mean(), m2 = (dxhat * xhat).mean();
-          ORow(dx.mutable_data<T>() + r * D, D) = rstd * (dxhat - m1 - xhat * m2);
-        }
-      }
-    });
-    Grads res{dx};
-    if (has_w) res.push_back(dw);
-    if (has_b) res.push_back(db);
+  std::vector<Tensor> inputs = {x}, saved = {x, stats};
+  if (has_w) inputs.push_back(weight), saved.push_back(weight);
+  if (has_b) inputs.push_back(bias);
+  const std::size_t k_b = has_w ? 2 : 1;  // bias's input position
+  // One gradient per input, each reshaped to its input's shape.
+  auto grads = [has_w, has_b, k_b](const Saved& s, Tensor dx, Tensor dw, Tensor db) {
+    Grads res{dx.defined() ? reshape(dx, s.shape(0).to_vector()) : Tensor()};
+    if (has_w) res.push_back(dw.defined() ? reshape(dw, s.shape(1).to_vector()) : Tensor());
+    if (has_b) res.push_back(db.defined() ? reshape(db, s.shape(k_b).to_vector()) : Tensor());
     return res;
   };
-  record("layer_norm", inputs, out, std::move(vjp));
+  record({op, "g' = g ⊙ γ; dx = (g' − mean(g') − x̂ ⊙ mean(g' ⊙ x̂)) / σ, dγ = Σ g ⊙ x̂, dβ = Σ g"}, inputs, out, saved,
+         [R, D, has_w, k_b, eps, grads](const Tensor& g, const Saved& s) {
+           const Tensor w = has_w ? reshape(s[2], {D}) : Tensor();
+           Grads r = layer_norm_vjp_ops(reshape(g, {R, D}), reshape(s[0], {R, D}), w, s.needs_grad(0),
+                                        has_w && s.needs_grad(1), s.inputs() > k_b && s.needs_grad(k_b), eps);
+           return grads(s, r[0], r[1], r[2]);
+         },
+         [D, has_w, k_b, grads](const Tensor& g, const Saved& s) {
+           const kernels::LayerNormGrads r =
+               kernels::layer_norm_backward(g, s[0], s[1], has_w ? s[2] : Tensor(), D, s.needs_grad(0),
+                                            has_w && s.needs_grad(1), s.inputs() > k_b && s.needs_grad(k_b));
+           return grads(s, r.dx, r.dw, r.db);
+         });
   return out;
 }
 

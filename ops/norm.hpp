@@ -8,7 +8,7 @@
 //   y = xhat ⊙ weight + bias
 //   vjp  dxhat = g ⊙ weight;  dx = rstd (dxhat − mean(dxhat) − xhat mean(dxhat ⊙ xhat))
 //        dweight = Σ g ⊙ xhat;  dbias = Σ g       (sums over the leading dims)
-//   saved: x, mean, rstd (recorded tensor ops instead when create_graph is on)
+//   saved: x, weight (when given), and mean and rstd per row ([R, 2]) for the fused VJP
 #include <cstdint>
 #include <vector>
 

@@ -176,10 +176,12 @@ TEST_CASE("tape: grad() with unused inputs and several outputs", "[tape]") {
 TEST_CASE("tape: a VJP returning the wrong shape is reported with the op's name", "[tape][bad]") {
   Tensor x = tensor({1.0, 2.0}, kFloat64).requires_grad_();
   Tensor out = x.detach().clone();
-  record("broken_op", {x}, out, [](const Tensor&, const Tensor&) { return Grads{zeros({3}, kFloat64)}; });
+  record({"broken_op", "dx = 0 (wrong shape on purpose)"}, {x}, out, {},
+         [](const Tensor&, const Saved&) { return Grads{zeros({3}, kFloat64)}; });
   REQUIRE_THROWS_WITH(backward(total(out)), Contains("broken_op") && Contains("shape [3]"));
   Tensor out2 = x.detach().clone();
-  record("two_grads", {x}, out2, [](const Tensor& g, const Tensor&) { return Grads{g, g}; });
+  record({"two_grads", "dx = g, g (one too many on purpose)"}, {x}, out2, {},
+         [](const Tensor& g, const Saved&) { return Grads{g, g}; });
   REQUIRE_THROWS_WITH(backward(total(out2)), Contains("two_grads") && Contains("2 gradients for 1 inputs"));
   clear_tape();
 }

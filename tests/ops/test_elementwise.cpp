@@ -778,6 +778,6 @@ TEST_CASE("new ops: the tape names them and inspect knows their VJPs", "[ops][ne
     const char* producer = producer_name(out);
     REQUIRE(producer != nullptr);
     REQUIRE(std::string(producer) == name);
-    REQUIRE_FALSE(vjp_formula(name).empty());
+    REQUIRE_FALSE(vjp_formula(out).empty());
   }
 }

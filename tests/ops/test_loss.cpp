@@ -1047,7 +1047,7 @@ TEST_CASE("regression losses: the tape names them and inspect knows their VJPs",
     const char* producer = producer_name(l);
     REQUIRE(producer != nullptr);
     REQUIRE(std::string(producer) == name);
-    REQUIRE_FALSE(vjp_formula(op).empty());
+    REQUIRE_FALSE(vjp_formula(l).empty());
   }
 }
 
