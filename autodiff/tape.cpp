@@ -353,6 +353,13 @@ bool should_record(TensorRefs inputs) {
   return false;
 }
 
+void throw_too_many_refs(OpDef def, std::size_t inputs, std::size_t saved) {
+  throw RuntimeError(fmt::format(
+      "{}: internal error: record got {} inputs and {} saved tensors as braced lists, which take at most 4 "
+      "each; pass std::vector<Tensor> lists for more",
+      def.op, inputs, saved));
+}
+
 bool should_record(const std::vector<Tensor>& inputs) {
   if (!grad_enabled) return false;
   for (const Tensor& t : inputs)

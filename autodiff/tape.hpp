@@ -13,7 +13,6 @@
 // training loop or an evaluation without NoGradGuard does not grow the tape.
 #include <cstdint>
 #include <array>
-#include <cassert>
 #include <functional>
 #include <span>
 #include <type_traits>
@@ -232,6 +231,7 @@ class ScopedBackwardObserver {
 };
 
 bool should_record(TensorRefs inputs);
+[[noreturn]] void throw_too_many_refs(OpDef def, std::size_t inputs, std::size_t saved);
 bool should_record(const std::vector<Tensor>& inputs);
 void record_node(OpDef def, std::span<const Tensor> inputs, Tensor& out, std::span<const Tensor> saved, Vjp vjp,
                  Vjp fused, std::size_t closure_bytes);
@@ -278,9 +278,11 @@ struct TensorArray {  // a few handles copied off a TensorRefs list (no allocati
 // returns them; listing `out` itself saves the output (as an alias that does not keep the node alive).
 template <class Formula, class Fused = std::nullptr_t>
 void record(OpDef def, TensorRefs inputs, Tensor& out, TensorRefs saved, Formula&& formula, Fused&& fused = nullptr) {
+  // Checked in every build (an assert would vanish under NDEBUG and let the copies overflow).
+  if (inputs.size() > 4 || saved.size() > 4) [[unlikely]]
+    detail::throw_too_many_refs(def, inputs.size(), saved.size());
   if (!detail::should_record(inputs)) return;
   std::array<Tensor, 4> in{}, sv{};
-  assert(inputs.size() <= 4 && saved.size() <= 4 && "use the std::vector overload for more than 4 tensors");
   std::size_t ni = 0, ns = 0;
   for (const Tensor& t : inputs) in[ni++] = t;
   for (const Tensor& t : saved) sv[ns++] = t;

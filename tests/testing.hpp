@@ -54,6 +54,19 @@ inline void require_gradcheck(const Function& f, const std::vector<Tensor>& inpu
   }
 }
 
+// A float64 leaf of zeros that requires grad (empty shapes included).
+inline Tensor empty_leaf(const Shape& s) { return zeros(s, kFloat64).requires_grad_(); }
+
+// Backward with a grad_out of ones; every input that requires grad gets a grad of its own shape.
+inline void backward_ones(const Tensor& out, const std::vector<Tensor>& inputs) {
+  backward(out, ones_like(out).detach());
+  for (const Tensor& in : inputs) {
+    INFO("input shape " << in.shape().str());
+    REQUIRE(in.grad().defined());
+    REQUIRE(in.grad().shape() == in.shape());
+  }
+}
+
 }  // namespace tapegrad::testing
 
 // REQUIRE_ALLCLOSE(actual, expected[, rtol, atol])

@@ -51,17 +51,8 @@ void check_dim_reduction(Tensor (*reduce)(const Tensor&, int, bool), bool second
 }
 
 
-Tensor empty_leaf(const Shape& s) { return zeros(s, kFloat64).requires_grad_(); }
-
-// Backward with a grad_out of ones; every input that requires grad gets a grad of its own shape.
-void backward_ones(const Tensor& out, const std::vector<Tensor>& inputs) {
-  backward(out, ones_like(out).detach());
-  for (const Tensor& in : inputs) {
-    INFO("input shape " << in.shape().str());
-    REQUIRE(in.grad().defined());
-    REQUIRE(in.grad().shape() == in.shape());
-  }
-}
+using tapegrad::testing::backward_ones;
+using tapegrad::testing::empty_leaf;
 
 }  // namespace
 
