@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "autodiff/custom_op.hpp"
+#include "autodiff/detail/node.hpp"
 
 #include <mutex>
 #include <set>

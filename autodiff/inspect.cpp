@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autodiff/check.hpp"
+#include "autodiff/detail/node.hpp"
 
 namespace tapegrad {
 
@@ -254,7 +255,7 @@ std::string to_dot(const Tensor& root, const DotOptions& o) {
       "digraph tapegrad {{\n  rankdir={};\n  node [fontname=\"Helvetica\", fontsize=10];\n  edge [fontsize=9];\n",
       o.rankdir.empty() ? "BT" : o.rankdir);
 
-  std::map<const TensorImpl*, std::string> tensor_ids;  // leaves, constants, freed graphs
+  std::map<const detail::TensorHead*, std::string> tensor_ids;  // leaves, constants, freed graphs
   std::map<std::size_t, bool> emitted;                  // op nodes by position
   std::vector<std::size_t> todo;
 
@@ -268,7 +269,7 @@ std::string to_dot(const Tensor& root, const DotOptions& o) {
       }
       return fmt::format("n{}", pos);
     }
-    const TensorImpl* key = t.impl_ptr().get();
+    const detail::TensorHead* key = t.impl_ptr().get();
     if (auto it = tensor_ids.find(key); it != tensor_ids.end()) return it->second;
     const std::string id = fmt::format("t{}", tensor_ids.size());
     tensor_ids[key] = id;
@@ -423,7 +424,7 @@ struct Replay : detail::RecordObserver {
   std::int64_t element = 0;
   double delta = 0.0;
   std::size_t slot = 0;                    // the input of `target` being checked
-  const TensorImpl* expect_leaf = nullptr; // in-place perturbation: that input must be this tensor
+  const detail::TensorHead* expect_leaf = nullptr; // in-place perturbation: that input must be this tensor
   std::size_t count = 0;
   double moved_from = 0.0, moved_to = 0.0;  // the perturbed value before and after (as stored)
   std::vector<double> result;
@@ -516,7 +517,7 @@ TapeCheckReport check_tape(const Function& f, const std::vector<Tensor>& inputs,
     }
     const std::vector<double> base = out.to_vector();
     double worst_ratio = -1.0;
-    std::vector<const TensorImpl*> seen;
+    std::vector<const detail::TensorHead*> seen;
     for (std::size_t slot = 0; slot < node_inputs.size(); ++slot) {
       Tensor t = node_inputs[slot];
       if (!t.defined() || !t.requires_grad() || !is_floating(t.dtype())) continue;

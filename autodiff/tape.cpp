@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "autodiff/tape.hpp"
+#include "autodiff/detail/node.hpp"
+#include "autodiff/eigen.hpp"
 
 #include <atomic>
 #include <cassert>
@@ -136,6 +138,16 @@ bool exclusively_owned(const Tensor& g) {
   return g.impl_ptr().use_count() == 1 && !t.requires_grad && (!t.storage || t.storage.use_count() == 1);
 }
 
+}  // namespace
+
+Tensor Saved::take(std::size_t i) const {
+  Tensor& slot = n_->saved[i];
+  if (!last_use_ || !slot.defined() || !exclusively_owned(slot)) return Tensor();
+  return std::move(slot);
+}
+
+namespace {
+
 void accumulate_leaf(TensorImpl& leaf, Tensor g, bool create_graph) {
   if (!leaf.grad) {
     // Taking an exclusively owned gradient avoids a copy (and, for large ones, the page faults
@@ -149,7 +161,7 @@ void accumulate_leaf(TensorImpl& leaf, Tensor g, bool create_graph) {
   }
 }
 
-// Scratch for one backward walk comes from the per-thread pool (autodiff/pool.hpp), so a warm
+// Scratch for one backward walk comes from the per-thread pool (autodiff/detail/pool.hpp), so a warm
 // training step makes no trip to malloc here either.
 template <class T>
 using PooledVector = std::vector<T, detail::PoolAllocator<T>>;
@@ -267,12 +279,12 @@ std::vector<Tensor> run_backward(Request r) {
     Tensor g = keep[idx] ? slots[idx] : std::move(slots[idx]);
     if (g.defined()) {
       if (!r.capture)
-        if (const auto o = node.out.lock(); o && o->retains_grad)  // retain_grad(): a copy, g flows on
-          accumulate_leaf(*o, create ? g : detached_copy(g), create);
+        if (const auto o = node.out.lock(); o && detail::impl_of(*o).retains_grad)  // retain_grad(): a copy, g flows on
+          accumulate_leaf(detail::impl_of(*o), create ? g : detached_copy(g), create);
       // The engine picks the VJP: the formula when this backward is recorded, else the fused
       // kernel when the op has one.
       const Vjp& vjp = !create && node.fused ? node.fused : node.vjp;
-      Grads gs = vjp(g, Saved(node));
+      Grads gs = vjp(g, Saved(node, !retain));
       if (gs.size() != node.inputs.size())
         throw RuntimeError(fmt::format(
             "backward: the vjp of '{}' returned {} gradients for {} inputs (expected one per "
@@ -290,9 +302,9 @@ std::vector<Tensor> run_backward(Request r) {
         if (!in.is_leaf()) {
           accumulate(slots[static_cast<std::size_t>(in.node_index)], std::move(gs[k]));
         } else if (r.capture) {
-          if (Tensor* c = capture_leaf(*in.leaf)) accumulate(*c, gs[k]);
+          if (Tensor* c = capture_leaf(detail::impl_of(*in.leaf))) accumulate(*c, gs[k]);
         } else {
-          accumulate_leaf(*in.leaf, std::move(gs[k]), create);
+          accumulate_leaf(detail::impl_of(*in.leaf), std::move(gs[k]), create);
         }
       }
     }

@@ -11,20 +11,17 @@
 // Memory: backward without retain_graph releases every node it went through (closures, saved
 // tensors); the tape also drops trailing nodes whose outputs nobody can reach any more, so a
 // training loop or an evaluation without NoGradGuard does not grow the tape.
+//
+// Op internals (nodes, `record`, what a VJP reads) are in autodiff/detail/node.hpp.
+#include <cstddef>
 #include <cstdint>
-#include <array>
-#include <functional>
-#include <span>
-#include <type_traits>
-#include <memory>
-#include "autodiff/source_location.hpp"
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
-#include "autodiff/pool.hpp"
 #include "autodiff/site.hpp"
-#include "autodiff/small_function.hpp"
+#include "autodiff/source_location.hpp"
 #include "autodiff/tensor.hpp"
 
 namespace tapegrad {
@@ -54,22 +51,30 @@ class NoGradGuard : public GradModeGuard {
   NoGradGuard() : GradModeGuard(false) {}
 };
 
-// ---- recording ----
-// An op records one node: which inputs it read (their shape, dtype and place in the graph, not their
-// values), the tensors its VJP needs (`saved`: often the output, sometimes an input, sometimes a
-// buffer the forward computed for a fused backward), the formula as a string, and the VJP twice:
-//
-//   formula   g -> one gradient per input, written with tapegrad's own ops. Backward with
-//             create_graph runs it with recording on, so it can be differentiated again.
-//   fused     optional: the same maths as a hand-written kernel (ops/kernels/), run when nothing is
-//             recorded (backward without create_graph). Tests check that the two agree.
-//
-// The engine makes the choice; a VJP never asks GradMode. A VJP reads what it needs through Saved
-// (s[i]: the i-th saved tensor; s.shape(k), s.dtype(k), s.needs_grad(k): input k) and captures only
-// plain values (dims, scalars, shapes): closures must be trivially destructible, so that everything
-// a node keeps alive is on the node where tape_stats counts it.
-class Saved;
-struct Node;
+// ---- gradient lists ----
+struct Node;  // a tape entry (autodiff/detail/node.hpp)
+
+namespace detail {
+// The per-thread block pool (autodiff/detail/pool.hpp): gradient lists and the tape's own vectors
+// allocate through it, so a warm training step does not call malloc.
+inline constexpr std::size_t kPoolGranule = 16;
+void* pool_allocate(std::size_t bytes);
+void pool_deallocate(void* p, std::size_t bytes) noexcept;
+template <class T>
+struct PoolAllocator {
+  using value_type = T;
+  PoolAllocator() noexcept = default;
+  template <class U>
+  PoolAllocator(const PoolAllocator<U>&) noexcept {}  // NOLINT: allocators convert implicitly
+  T* allocate(std::size_t n) {
+    static_assert(alignof(T) <= kPoolGranule, "PoolAllocator: over-aligned type");
+    return static_cast<T*>(pool_allocate(n * sizeof(T)));
+  }
+  void deallocate(T* p, std::size_t n) noexcept { pool_deallocate(p, n * sizeof(T)); }
+  template <class U>
+  bool operator==(const PoolAllocator<U>&) const noexcept { return true; }
+};
+}  // namespace detail
 
 // One gradient per input. Grads{a, b} moves temporaries in (a std::initializer_list would copy).
 class Grads : public std::vector<Tensor, detail::PoolAllocator<Tensor>> {
@@ -85,106 +90,6 @@ class Grads : public std::vector<Tensor, detail::PoolAllocator<Tensor>> {
   Grads(const std::vector<Tensor>& grads) : Base(grads.begin(), grads.end()) {}  // NOLINT
 };
 
-using Vjp = detail::SmallFunction<Grads(const Tensor& g, const Saved& saved), 48>;
-
-// An input as its node remembers it: enough to route a gradient, no values (a leaf that requires
-// grad is referenced, since its .grad is filled; tape_stats counts those bytes as leaf_bytes).
-struct InputEdge {
-  std::shared_ptr<TensorImpl> leaf;  // a leaf that requires grad, else null
-  std::weak_ptr<TensorImpl> ref;     // the input itself, for inspection while someone else holds it
-  std::int64_t node_index = -1;      // the producing node's position (non-leaves)
-  std::uint64_t node_id = 0;         // the producing node's id; 0: a leaf or a constant
-  const char* op = nullptr;          // the producing node's op (named in errors after it is gone)
-  Shape shape;
-  DType dtype = DType::Float32;
-  bool requires_grad = false;
-  bool is_leaf() const { return node_id == 0; }
-  // The input tensor when it is still alive (always for leaves that require grad), else undefined.
-  Tensor tensor() const { return leaf ? Tensor(leaf) : Tensor(ref.lock()); }
-};
-using InputEdges = std::vector<InputEdge, detail::PoolAllocator<InputEdge>>;
-using SavedTensors = std::vector<Tensor, detail::PoolAllocator<Tensor>>;
-
-struct Node {
-  std::uint64_t id = 0;
-  const char* op = "";
-  const char* formula = "";        // the VJP in short maths, shown by to_dot, explain and traces
-  InputEdges inputs;
-  SavedTensors saved;              // what the VJP reads; the output appears as an alias
-  std::weak_ptr<TensorImpl> out;   // weak: a node whose output nobody holds can be dropped
-  Vjp vjp;                         // the formula (tensor ops)
-  Vjp fused;                       // optional fast path, used when backward records nothing
-  Shape out_shape;
-  DType out_dtype = DType::Float32;
-  bool released = false;
-  std::size_t saved_bytes = 0;     // bytes of `saved` when recorded
-  std::size_t leaf_bytes = 0;      // bytes of the leaves `inputs` refer to
-  std::size_t closure_bytes = 0;   // VJP closures stored outside the node (larger than Vjp's buffer)
-  SourceLocation site{};     // where the user called the op, when the op said so (line 0: unknown)
-};
-
-// What a VJP reads: the saved tensors and the inputs' metadata.
-class Saved {
- public:
-  explicit Saved(const Node& n) : n_(&n) {}
-  const Tensor& operator[](std::size_t i) const { return n_->saved[i]; }
-  std::size_t size() const { return n_->saved.size(); }
-  const Shape& shape(std::size_t input) const { return n_->inputs[input].shape; }
-  DType dtype(std::size_t input) const { return n_->inputs[input].dtype; }
-  bool needs_grad(std::size_t input) const { return n_->inputs[input].requires_grad; }
-  std::size_t inputs() const { return n_->inputs.size(); }
-
- private:
-  const Node* n_;
-};
-
-// The tape's node storage: fixed-size chunks, so references stay valid while backward with
-// create_graph appends nodes, and a training loop reuses the same chunks every step.
-class NodeStore {
- public:
-  static constexpr std::size_t kChunk = 256;
-  std::size_t size() const { return size_; }
-  bool empty() const { return size_ == 0; }
-  Node& operator[](std::size_t i) { return chunks_[i / kChunk][i % kChunk]; }
-  const Node& operator[](std::size_t i) const { return chunks_[i / kChunk][i % kChunk]; }
-  Node& back() { return (*this)[size_ - 1]; }
-  const Node& back() const { return (*this)[size_ - 1]; }
-  Node& emplace_back();  // the next slot, cleared
-  void pop_back();
-  void clear();
-
-  class const_iterator {
-   public:
-    const_iterator(const NodeStore* s, std::size_t i) : s_(s), i_(i) {}
-    const Node& operator*() const { return (*s_)[i_]; }
-    const Node* operator->() const { return &(*s_)[i_]; }
-    const_iterator& operator++() {
-      ++i_;
-      return *this;
-    }
-    bool operator==(const const_iterator& o) const { return i_ == o.i_; }
-
-   private:
-    const NodeStore* s_;
-    std::size_t i_;
-  };
-  const_iterator begin() const { return {this, 0}; }
-  const_iterator end() const { return {this, size_}; }
-
- private:
-  std::vector<std::unique_ptr<Node[]>> chunks_;
-  std::size_t size_ = 0;
-};
-
-using TensorRefs = std::initializer_list<std::reference_wrapper<const Tensor>>;
-
-// The name, and the VJP in short maths (g = upstream gradient, y = output, ⊙ = elementwise
-// product), e.g. {"softmax", "dx = y ⊙ (g − Σ g ⊙ y)"}. Both must outlive the tape (literals).
-struct OpDef {
-  const char* op;
-  const char* formula;
-};
-
 // ---- creation sites ----
 // Each node keeps the call site that was current when it was recorded (autodiff/site.hpp: ops
 // open a SiteScope with the caller's SourceLocation), so anomaly errors and traces can
@@ -193,24 +98,6 @@ struct OpDef {
 std::string site_str(const SourceLocation& site);
 
 namespace detail {
-// Observers watch the engine without the engine knowing them (inspection tools: anomaly mode,
-// traces, check_tape, precision_report live in autodiff/inspect.cpp, above the engine).
-// A RecordObserver is called after a node is on the tape, newest observer first, with the node's
-// position, the input tensors as the op passed them, and its output (which it may read or, for
-// check_tape's replays, perturb). Without observers recording pays one thread-local load and branch.
-class RecordObserver {
- public:
-  RecordObserver();   // installs itself on this thread
-  virtual ~RecordObserver();  // uninstalls (observers are scoped: destroy in reverse order)
-  RecordObserver(const RecordObserver&) = delete;
-  RecordObserver& operator=(const RecordObserver&) = delete;
-  virtual void on_record(std::size_t position, const Node& node, std::span<const Tensor> inputs, Tensor& out) = 0;
-  RecordObserver* previous() const { return prev_; }
-
- private:
-  RecordObserver* prev_;
-};
-
 // A BackwardObserver is called after each VJP backward runs, with the node, its incoming gradient
 // and the gradients it returned (before they are accumulated). Installed for a scope (anomaly
 // mode) or passed to one backward (BackwardOptions::trace).
@@ -219,82 +106,7 @@ class BackwardObserver {
   virtual ~BackwardObserver() = default;
   virtual void on_vjp(std::size_t position, const Node& node, const Tensor& g, const Grads& gs) = 0;
 };
-// Scoped installation on this thread (newest first); backward calls every installed observer.
-class ScopedBackwardObserver {
- public:
-  explicit ScopedBackwardObserver(BackwardObserver& o);
-  ~ScopedBackwardObserver();
-  ScopedBackwardObserver(const ScopedBackwardObserver&) = delete;
-  ScopedBackwardObserver& operator=(const ScopedBackwardObserver&) = delete;
-  BackwardObserver& observer;
-  ScopedBackwardObserver* previous;
-};
-
-bool should_record(TensorRefs inputs);
-[[noreturn]] void throw_too_many_refs(OpDef def, std::size_t inputs, std::size_t saved);
-bool should_record(const std::vector<Tensor>& inputs);
-void record_node(OpDef def, std::span<const Tensor> inputs, Tensor& out, std::span<const Tensor> saved, Vjp vjp,
-                 Vjp fused, std::size_t closure_bytes);
-
-template <class F>
-constexpr void check_vjp_closure() {
-  static_assert(std::is_invocable_r_v<Grads, F&, const Tensor&, const Saved&>,
-                "a VJP is [captures](const Tensor& g, const Saved& s) -> Grads");
-  static_assert(std::is_trivially_destructible_v<F>,
-                "a VJP captures only plain values (dims, scalars, Shape); put the tensors it needs in `saved` "
-                "so that tape_stats counts them");
-}
-template <class F>
-constexpr std::size_t heap_bytes() {
-  return sizeof(F) <= 48 ? 0 : sizeof(F);
-}
-
-template <class Formula, class Fused>
-void record_impl(OpDef def, std::span<const Tensor> inputs, Tensor& out, std::span<const Tensor> saved, Formula&& formula,
-                 Fused&& fused) {
-  using F1 = std::decay_t<Formula>;
-  check_vjp_closure<F1>();
-  std::size_t closure = heap_bytes<F1>();
-  Vjp fast;
-  if constexpr (!std::is_same_v<std::decay_t<Fused>, std::nullptr_t>) {
-    using F2 = std::decay_t<Fused>;
-    check_vjp_closure<F2>();
-    closure += heap_bytes<F2>();
-    fast = Vjp(std::forward<Fused>(fused));
-  }
-  record_node(def, inputs, out, saved, Vjp(std::forward<Formula>(formula)), std::move(fast), closure);
-}
-
-template <std::size_t N>
-struct TensorArray {  // a few handles copied off a TensorRefs list (no allocation)
-  std::array<Tensor, N> items;
-  std::size_t n = 0;
-  std::span<const Tensor> span() const { return {items.data(), n}; }
-};
 }  // namespace detail
-
-// Records out = op(inputs), if grad mode is on and an input requires grad (else does nothing and
-// the closures are never stored). `saved` lists the tensors the VJPs read, in the order s[i]
-// returns them; listing `out` itself saves the output (as an alias that does not keep the node alive).
-template <class Formula, class Fused = std::nullptr_t>
-void record(OpDef def, TensorRefs inputs, Tensor& out, TensorRefs saved, Formula&& formula, Fused&& fused = nullptr) {
-  // Checked in every build (an assert would vanish under NDEBUG and let the copies overflow).
-  if (inputs.size() > 4 || saved.size() > 4) [[unlikely]]
-    detail::throw_too_many_refs(def, inputs.size(), saved.size());
-  if (!detail::should_record(inputs)) return;
-  std::array<Tensor, 4> in{}, sv{};
-  std::size_t ni = 0, ns = 0;
-  for (const Tensor& t : inputs) in[ni++] = t;
-  for (const Tensor& t : saved) sv[ns++] = t;
-  detail::record_impl(def, {in.data(), ni}, out, {sv.data(), ns}, std::forward<Formula>(formula),
-                      std::forward<Fused>(fused));
-}
-template <class Formula, class Fused = std::nullptr_t>
-void record(OpDef def, const std::vector<Tensor>& inputs, Tensor& out, const std::vector<Tensor>& saved,
-            Formula&& formula, Fused&& fused = nullptr) {
-  if (!detail::should_record(inputs)) return;
-  detail::record_impl(def, inputs, out, saved, std::forward<Formula>(formula), std::forward<Fused>(fused));
-}
 
 // ---- backward ----
 
@@ -348,7 +160,6 @@ std::size_t tape_size();
 // to them become as if their graph had been freed.
 void clear_tape();
 // Read-only walk over this thread's tape, oldest first (graph printing, tests).
-const NodeStore& tape_nodes();
 // Name of the op that produced t ("mul"), or nullptr for leaves, released graphs and tensors
 // recorded on another thread.
 const char* producer_name(const Tensor& t);

@@ -11,7 +11,8 @@
 #include <unistd.h>
 #include <ostream>
 
-#include "autodiff/pool.hpp"
+#include "autodiff/detail/node.hpp"
+#include "autodiff/detail/pool.hpp"
 #include "autodiff/tape.hpp"
 
 namespace tapegrad {
@@ -300,6 +301,10 @@ std::int64_t flat_index(const char* who, const Shape& shape, std::initializer_li
   return flat;
 }
 }  // namespace
+
+bool Tensor::retains_grad() const { return defined() && impl().retains_grad; }
+void Tensor::zero_grad() { impl().grad.reset(); }
+const std::string& Tensor::name() const { return impl().name; }
 
 double Tensor::item() const {
   if (numel() != 1)

@@ -29,42 +29,39 @@ namespace detail {
 template <class T> struct EigenArray;
 }  // namespace detail
 
-struct TensorImpl {
-  static constexpr std::size_t kInlineBytes = 32;
-  std::shared_ptr<void> storage;  // owns the bytes when they live outside this impl; shared by views
-  void* data = nullptr;           // first element: inline_data or storage
-  alignas(16) unsigned char inline_data[kInlineBytes];  // values of up to 32 bytes live here
+// A tensor's state lives in a TensorImpl (autodiff/detail/tensor_impl.hpp, not installed). Its head,
+// the fields Tensor's inline accessors read, is declared here so that those stay inline.
+struct TensorImpl;
+namespace detail {
+struct TensorHead {
+  void* data = nullptr;           // first element
   Shape shape;
   DType dtype = DType::Float32;
   bool requires_grad = false;
-  std::int64_t node_index = -1;   // position on the producing thread's tape, -1 for leaves
-  std::uint64_t node_id = 0;      // unique id of that node (tape id << 40 | counter), 0 for leaves
-  const char* op = nullptr;       // that node's op name: errors name it after the node is gone
-  bool retains_grad = false;      // a non-leaf whose grad backward fills (retain_grad())
-  std::shared_ptr<TensorImpl> grad;
-  std::string name;               // optional label (parameter names), shown in graphs and errors
+  std::uint64_t node_id = 0;      // the producing node's id (tape id << 40 | counter), 0 for leaves
 };
+}  // namespace detail
 
 class Tensor {
  public:
   Tensor() = default;  // undefined: no value
-  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+  explicit Tensor(std::shared_ptr<detail::TensorHead> impl) : impl_(std::move(impl)) {}
 
   // Uninitialised storage of the given shape and dtype (internal kernels fill it). `op` names the
   // user-facing op in the error check_allocation throws for an absurd size.
   static Tensor empty(const Shape& shape, DType dtype, const char* op = "tensor");
 
   bool defined() const { return impl_ != nullptr; }
-  const Shape& shape() const { return impl().shape; }
-  int dim() const { return impl().shape.rank(); }
+  const Shape& shape() const { return head().shape; }
+  int dim() const { return head().shape.rank(); }
   std::int64_t size(int d) const;  // negative d counts from the end
-  std::int64_t numel() const { return impl().shape.numel(); }
-  DType dtype() const { return impl().dtype; }
+  std::int64_t numel() const { return head().shape.numel(); }
+  DType dtype() const { return head().dtype; }
 
   // Autodiff state.
   bool requires_grad() const { return defined() && impl_->requires_grad; }
   Tensor& requires_grad_(bool on = true);  // leaves only, floating dtypes only
-  bool is_leaf() const { return impl().node_id == 0; }
+  bool is_leaf() const { return head().node_id == 0; }
   // Undefined until a backward reaches this leaf (or a non-leaf that retains grad). On a non-leaf
   // that requires grad and does not retain it, throws RuntimeError naming the op (PyTorch: None and
   // a warning), so a forgotten retain_grad() is not read as a zero gradient.
@@ -72,10 +69,10 @@ class Tensor {
   // PyTorch's retain_grad: backward also accumulates this non-leaf's gradient into grad() (with
   // create_graph, a recorded one). A no-op on leaves; an error on a tensor without requires_grad.
   Tensor& retain_grad();
-  bool retains_grad() const { return defined() && impl_->retains_grad; }
+  bool retains_grad() const;
   void set_grad(const Tensor& g);          // replace (checks shape and dtype); undefined clears
-  void zero_grad() { impl().grad.reset(); }  // PyTorch's set_to_none=True
-  const std::string& name() const { return impl().name; }
+  void zero_grad();  // PyTorch's set_to_none=True
+  const std::string& name() const;
   Tensor& set_name(std::string name);
 
   // Copies and conversions.
@@ -120,21 +117,23 @@ class Tensor {
   // Owning pointer to this tensor's bytes (aliases the impl itself for inline values).
   std::shared_ptr<void> storage_ref() const;
 
-  TensorImpl& impl() const {
+  // The whole state, for the library's own code: defined in autodiff/detail/tensor_impl.hpp.
+  TensorImpl& impl() const;
+  const std::shared_ptr<detail::TensorHead>& impl_ptr() const { return impl_; }
+  bool same(const Tensor& other) const { return impl_ == other.impl_; }
+
+ private:
+  const detail::TensorHead& head() const {
     if (!impl_) [[unlikely]]
       throw_undefined();
     return *impl_;
   }
-  const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
-  bool same(const Tensor& other) const { return impl_ == other.impl_; }
-
- private:
   template <class T> void check_access() const {
-    if (dtype_of<T>() != impl().dtype) throw_bad_access(dtype_of<T>());
+    if (dtype_of<T>() != head().dtype) throw_bad_access(dtype_of<T>());
   }
   [[noreturn]] void throw_bad_access(DType asked) const;
   [[noreturn]] static void throw_undefined();
-  std::shared_ptr<TensorImpl> impl_;
+  std::shared_ptr<detail::TensorHead> impl_;
 };
 
 // Throws InvalidArgument naming `op` and the shape when a tensor of this shape and dtype cannot be
@@ -189,7 +188,3 @@ struct fmt::formatter<tapegrad::Tensor> : fmt::formatter<std::string> {
     return fmt::formatter<std::string>::format(tapegrad::to_string(t), ctx);
   }
 };
-
-// Still included here until ops/*.cpp and autodiff/tape.cpp include it themselves; then this line
-// goes and including tapegrad.hpp no longer parses Eigen (about half of what it costs).
-#include "autodiff/eigen.hpp"

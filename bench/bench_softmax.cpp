@@ -34,7 +34,7 @@
 
 #include "tapegrad.hpp"
 #include "bench_main.hpp"
-#include "ops/simd.hpp"
+#include "ops/kernels/simd.hpp"
 
 #if TAPEGRAD_HAVE_TORCH
 #include <torch/torch.h>

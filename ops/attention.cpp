@@ -8,6 +8,7 @@
 #include <fmt/ranges.h>
 
 #include "autodiff/check.hpp"
+#include "autodiff/eigen.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/linalg.hpp"
 #include "ops/softmax.hpp"

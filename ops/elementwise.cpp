@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "ops/elementwise.hpp"
 
+#include "autodiff/detail/node.hpp"
+#include "autodiff/eigen.hpp"
 #include "autodiff/site.hpp"
 
 #include <cmath>

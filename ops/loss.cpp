@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "ops/loss.hpp"
 
+#include "autodiff/detail/node.hpp"
 #include "autodiff/site.hpp"
 
 #include <algorithm>
@@ -281,7 +282,10 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntro
   auto fused = [c](const Tensor& g, const Saved& s) {
     const Tensor w = saved_at(s, 4);
     Grads r = class_loss_formula(c, true, g, s, {s[0], s[1], w, saved_at(s, 5)}, /*want_x=*/false);
-    if (s.needs_grad(0)) r[0] = kernels::cross_entropy_backward(g, s[2], s[3], s[1], w, c);
+    if (s.needs_grad(0)) {
+      const Tensor e = s.take(2);  // when this backward is e's last reader, dx is written over it
+      r[0] = kernels::cross_entropy_backward(g, e.defined() ? e : s[2], s[3], s[1], w, c, e.defined());
+    }
     return r;
   };
   if (!weight.defined())

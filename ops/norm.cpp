@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "ops/norm.hpp"
 
+#include "autodiff/detail/node.hpp"
 #include "autodiff/site.hpp"
 
 #include <cmath>

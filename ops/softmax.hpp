@@ -19,7 +19,7 @@
 //
 // With create_graph the VJPs run as tensor-op formulas (recorded, so second derivatives work);
 // otherwise a fused kernel (ops/kernels/softmax.hpp) computes the same numbers in one pass per row.
-// float32 rows along the last dim run on the SIMD kernels of ops/simd.hpp (SSE2, AVX2 or
+// float32 rows along the last dim run on the SIMD kernels of ops/kernels/simd.hpp (SSE2, AVX2 or
 // AVX-512, chosen at run time; TAPEGRAD_SIMD=generic forces the baseline), everything else on Eigen.
 #include "autodiff/source_location.hpp"
 

@@ -6,7 +6,8 @@
 
 #include <Eigen/Core>
 
-#include "ops/kernels.hpp"
+#include "ops/kernels/common.hpp"
+#include "autodiff/eigen.hpp"
 
 namespace tapegrad::kernels {
 

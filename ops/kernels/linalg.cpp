@@ -5,6 +5,7 @@
 
 #include <Eigen/Core>
 
+#include "autodiff/eigen.hpp"
 #include "autodiff/threads.hpp"
 
 namespace tapegrad::kernels {

@@ -10,8 +10,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "autodiff/eigen.hpp"
 #include "autodiff/error.hpp"
-#include "ops/simd.hpp"
+#include "ops/kernels/simd.hpp"
 
 namespace tapegrad::kernels {
 
@@ -147,7 +148,7 @@ double cross_entropy_rows(const Tensor& x, const Tensor& target, const Tensor& w
 
   if constexpr (std::is_same_v<T, float> && Contig) {
     // float32 rows along the last dim (inner == 1): max, exp and sum by the SIMD kernels of
-    // ops/simd.hpp, a chunk of samples at a time (m and s in stack buffers).
+    // ops/kernels/simd.hpp, a chunk of samples at a time (m and s in stack buffers).
     constexpr std::int64_t kChunk = 256;
     float mb[kChunk], sb[kChunk];
     const simd::Kernels& k = simd::kernels();
@@ -243,7 +244,7 @@ void cross_entropy_backward_rows(const Tensor& g, const Tensor& target, const Te
           for (std::int64_t j = 0; j < n; ++j)
             mut_row<T, true>(pd + (s0 + j) * C, C, 1) = const_row<T, true>(pe + (s0 + j) * C, C, 1) * scale[j] - shift[j];
         } else {  // short rows: the chunk of e is copied (in cache) and the SIMD pass works in place
-          std::copy(pe + s0 * C, pe + (s0 + n) * C, pd + s0 * C);
+          if (pd != pe) std::copy(pe + s0 * C, pe + (s0 + n) * C, pd + s0 * C);
           k.scale_shift_rows(pd + s0 * C, scale, c.eps > 0 ? shift : nullptr, n, C);
         }
         for (std::int64_t s = s0; s < s0 + n; ++s)
@@ -354,10 +355,11 @@ void cross_entropy_forward(const Tensor& x, const Tensor& target, const Tensor& 
 }
 
 Tensor cross_entropy_backward(const Tensor& g, const Tensor& e, const Tensor& inv_s, const Tensor& target,
-                              const Tensor& weight, const ClassLossConfig& c) {
+                              const Tensor& weight, const ClassLossConfig& c, bool overwrite_e) {
   if (c.reduction == Reduction::Mean && c.norm == 0) return zeros(e.shape(), e.dtype());  // nothing averaged
   const DimSplit sp = split_at(e.shape(), c.cd);
-  Tensor dx = Tensor::empty(e.shape(), e.dtype());
+  // Every row pass reads e[k] before writing dx[k] at the same place, so dx may be e itself.
+  Tensor dx = overwrite_e ? e : Tensor::empty(e.shape(), e.dtype());
   dispatch_layout(e.dtype(), sp.inner == 1, [&]<class T, bool Contig>() {
     cross_entropy_backward_rows<T, Contig>(g, target, weight, e, inv_s, c, sp, dx);
   });

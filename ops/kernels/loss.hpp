@@ -40,10 +40,11 @@ void cross_entropy_forward(const Tensor& x, const Tensor& target, const Tensor& 
                            Tensor& out, Tensor* e = nullptr, Tensor* inv_s = nullptr);
 
 // The fused VJP for the logits: dx_s = G_s (p_s A_s − a_s), p_s = e_s inv_s[s], A_s = Σ_c a_s,c.
-// O(C) per sample, no Jacobian; e and inv_s as cross_entropy_forward wrote them (left unchanged).
+// O(C) per sample, no Jacobian; e and inv_s as cross_entropy_forward wrote them. e is left unchanged,
+// or with overwrite_e, becomes dx (returned: no new buffer, for a backward that is e's last reader).
 // 'mean' with norm = 0 gives zeros.
 Tensor cross_entropy_backward(const Tensor& g, const Tensor& e, const Tensor& inv_s, const Tensor& target,
-                              const Tensor& weight, const ClassLossConfig& c);
+                              const Tensor& weight, const ClassLossConfig& c, bool overwrite_e = false);
 
 // nll_loss's value into out (as cross_entropy_forward): l_s = −w_t lp[s, t] (0 when ignored or w_t = 0).
 void nll_loss_forward(const Tensor& log_probs, const Tensor& target, const Tensor& weight, const ClassLossConfig& c,

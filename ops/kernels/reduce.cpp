@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "ops/kernels/reduce.hpp"
+#include "autodiff/eigen.hpp"
 
 #include <cmath>
 #include <type_traits>

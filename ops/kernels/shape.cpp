@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
 #include "ops/kernels/shape.hpp"
+#include "autodiff/detail/node.hpp"
 
 #include <array>
 #include <cstring>

@@ -9,8 +9,8 @@
 #include <Eigen/Core>
 
 #include "autodiff/error.hpp"
-#include "ops/kernels.hpp"
-#include "ops/simd.hpp"
+#include "ops/kernels/common.hpp"
+#include "ops/kernels/simd.hpp"
 
 namespace tapegrad::kernels {
 
@@ -49,7 +49,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 enum class Kind { Softmax, LogSoftmax, LogSumExp };
 
-// float32 rows along the last dim run on the SIMD kernels of ops/simd.hpp (AVX2 / AVX-512 chosen
+// float32 rows along the last dim run on the SIMD kernels of ops/kernels/simd.hpp (AVX2 / AVX-512 chosen
 // at run time); float64 and strided rows on Eigen below. Both compute the same formulas.
 template <class T, class S>
 constexpr bool kSimd = std::is_same_v<T, float> && std::is_same_v<S, Contiguous>;

@@ -4,7 +4,7 @@
 // functions on values, nothing recorded, each testable alone (tests/ops/kernels/test_softmax.cpp).
 // Rows are the K = x.size(d) entries along dim d for fixed other indices; d is a valid dim and x a
 // non-empty float32 or float64 tensor. float32 rows along the last dim run on the SIMD kernels of
-// ops/simd.hpp, everything else on Eigen; both compute the same formulas.
+// ops/kernels/simd.hpp, everything else on Eigen; both compute the same formulas.
 // Internal: not installed, not included by public headers.
 #include "autodiff/tensor.hpp"
 

@@ -3,6 +3,7 @@
 // intern_name. Expected values are worked out by hand in the comments.
 #include <thread>
 
+#include "autodiff/detail/node.hpp"
 #include "testing.hpp"
 
 using namespace tapegrad;

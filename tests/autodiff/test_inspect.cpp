@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "autodiff/detail/node.hpp"
 #include "autodiff/inspect.hpp"
 #include "testing.hpp"
 
@@ -193,7 +194,7 @@ TEST_CASE("inspect: no op in the sources records without a formula", "[inspect][
   // formula) or an empty formula string would show here.
   namespace fs = std::filesystem;
   std::size_t calls = 0;
-  for (const char* dir : {"ops", "nn", "autodiff"})
+  for (const char* dir : {"ops", "ops/kernels", "nn", "autodiff", "autodiff/detail"})
     for (const auto& entry : fs::directory_iterator(fs::path(TAPEGRAD_SOURCE_DIR) / dir)) {
       if (entry.path().extension() != ".cpp") continue;
       std::ifstream in(entry.path());

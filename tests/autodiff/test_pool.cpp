@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
-// The per-thread block pool (autodiff/pool.hpp): it reuses what a long graph frees, keeps what it
+// The per-thread block pool (autodiff/detail/pool.hpp): it reuses what a long graph frees, keeps what it
 // retains bounded, and keeps the large blocks a loop uses now rather than those of an earlier phase.
 // With TAPEGRAD_NO_POOL (sanitizer builds) every block goes to malloc and the pool holds nothing.
 #include <thread>
 #include <vector>
 
+#include "autodiff/detail/node.hpp"
+#include "autodiff/detail/pool.hpp"
 #include "testing.hpp"
 
 using namespace tapegrad;

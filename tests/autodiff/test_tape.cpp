@@ -2,6 +2,7 @@
 // The tape and backward: accumulation, retain_graph/create_graph, errors, grad mode, threads, memory.
 #include <thread>
 
+#include "autodiff/detail/node.hpp"
 #include "autodiff/eigen.hpp"
 #include "testing.hpp"
 
@@ -202,6 +203,53 @@ TEST_CASE("tape: record's braced lists take at most 4 tensors, checked in every 
   backward(total(out));
   REQUIRE(x.grad().to_vector() == std::vector<double>{5.0, 5.0});
   clear_tape();
+}
+
+TEST_CASE("tape: Saved::take hands a saved tensor over only to its last reader, and only when no one else holds it", "[tape]") {
+  // A fused VJP that doubles g into its saved buffer when it may, else into a new tensor, and
+  // reports which it did.
+  static int taken = 0, copied = 0;
+  const auto vjp = [](const Tensor& g, const Saved& s) {
+    Tensor buf = s.take(0);
+    if (buf.defined()) {
+      ++taken;
+      REQUIRE(!s[0].defined());  // handed over
+      buf.copy_(g * 2.0);
+      return Grads{buf};
+    }
+    ++copied;
+    REQUIRE(s[0].defined());
+    return Grads{g * 2.0};
+  };
+  const auto run = [&](bool hold, const BackwardOptions& opt, int backwards) {
+    taken = copied = 0;
+    Tensor x = tensor({1.0, 2.0}, kFloat64).requires_grad_();
+    Tensor out = x.detach().clone();
+    Tensor buf = zeros({2}, kFloat64);
+    record({"twice", "dx = 2 g"}, {x}, out, {buf}, vjp, vjp);
+    if (!hold) buf = Tensor();
+    for (int i = 0; i < backwards; ++i) backward(out, ones({2}, kFloat64), opt);
+    REQUIRE(x.grad().to_vector() == std::vector<double>(2, 2.0 * backwards));
+    clear_tape();
+  };
+  run(/*hold=*/false, {}, 1);
+  REQUIRE((taken == 1 && copied == 0));
+  run(/*hold=*/true, {}, 1);  // the caller still holds buf: not handed over
+  REQUIRE((taken == 0 && copied == 1));
+  run(/*hold=*/false, {.retain_graph = true}, 2);  // the graph is walked again: never handed over
+  REQUIRE((taken == 0 && copied == 2));
+  // cross_entropy's fused backward writes dx over its saved e only when backward is e's last reader:
+  // the same gradient either way.
+  Generator gen(3);
+  const Tensor logits0 = randn({4, 70}, gen), target = randint(0, 70, {4}, gen);
+  Tensor l1 = logits0.clone().detach().requires_grad_(), l2 = logits0.clone().detach().requires_grad_();
+  backward(cross_entropy(l1, target));
+  const Tensor loss2 = cross_entropy(l2, target);
+  backward(loss2, {.retain_graph = true});
+  REQUIRE(l2.grad().to_vector() == l1.grad().to_vector());
+  l2.zero_grad();
+  backward(loss2);  // the retained graph's e is intact
+  REQUIRE(l2.grad().to_vector() == l1.grad().to_vector());
 }
 
 TEST_CASE("tape: the tape is empty after backward and does not grow over 10,000 steps", "[tape][memory]") {

@@ -3,6 +3,7 @@
 // retain_grad, and the generator's exact streams.
 #include <string>
 
+#include "autodiff/detail/pool.hpp"
 #include "testing.hpp"
 
 using namespace tapegrad;

@@ -17,6 +17,7 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "autodiff/detail/node.hpp"
 #include "testing.hpp"
 
 using namespace tapegrad;

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "autodiff/detail/node.hpp"
 #include "testing.hpp"
 
 using namespace tapegrad;

@@ -7,6 +7,7 @@
 #include <functional>
 #include <limits>
 
+#include "autodiff/detail/node.hpp"
 #include "testing.hpp"
 
 using namespace tapegrad;

@@ -2,6 +2,7 @@
 // matmul and matmul_t: values against numpy.matmul (numbers pasted from /usr/bin/python3 + numpy),
 // float64 gradchecks over torch.matmul's cases (vectors, matrices, broadcast batch dims, size-1
 // dims), second derivatives, the fast paths against the general path, and bad input.
+#include "autodiff/detail/node.hpp"
 #include "testing.hpp"
 
 using namespace tapegrad;

@@ -2,6 +2,7 @@
 // Reductions: values against numpy (pasted from /usr/bin/python3 + numpy), PyTorch's tie rules for
 // max/min gradients, float64 gradchecks over shapes, dims (negative too) and keepdim, second
 // derivatives, and bad input.
+#include "autodiff/detail/node.hpp"
 #include "testing.hpp"
 
 using namespace tapegrad;

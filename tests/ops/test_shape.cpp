@@ -3,6 +3,7 @@
 // /usr/bin/python3 + numpy),
 // views sharing storage, float64 gradchecks over shapes and (negative) dims, second derivatives,
 // and bad input.
+#include "autodiff/detail/node.hpp"
 #include "testing.hpp"
 
 using namespace tapegrad;

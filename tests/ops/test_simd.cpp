@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// The SIMD row kernels of ops/simd.hpp, every variant this CPU runs (scalar, sse2, avx2, avx512),
+// The SIMD row kernels of ops/kernels/simd.hpp, every variant this CPU runs (scalar, sse2, avx2, avx512),
 // called directly: the vectorised exp against std::exp in double (accuracy, -inf, underflow to
 // exactly 0, overflow, NaN), every row kernel against a double-precision reference on row lengths
 // around the vector widths (tails), with -inf masks and fully masked rows, writes that stay inside
@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "ops/simd.hpp"
+#include "ops/kernels/simd.hpp"
 #include "testing.hpp"
 
 using namespace tapegrad;

@@ -128,6 +128,33 @@ TEST_CASE("loss kernels: cross_entropy_backward is (p A - a) G per sample", "[op
   }
 }
 
+TEST_CASE("loss kernels: cross_entropy_backward may write dx over e (same values, no new buffer)", "[ops][loss][kernels]") {
+  Generator gen(11);
+  // C = 3 and 70: float32 index targets take the short-row (copy, then in place) and long-row
+  // (one out-of-place pass) SIMD paths; smoothing, weights, probability targets the Eigen rows.
+  for (DType d : {kFloat32, kFloat64})
+    for (std::int64_t C : {3, 70})
+      for (int variant = 0; variant < 3; ++variant) {
+        INFO(dtype_name(d) << " C=" << C << " variant " << variant);
+        const Tensor x = randn({5, C}, gen, d) * 3.0;
+        kernels::ClassLossConfig c{.eps = variant == 1 ? 0.2 : 0.0, .norm = 5.0, .reduction = Reduction::Mean,
+                                   .prob = variant == 2};
+        const Tensor y = variant == 2 ? softmax(randn({5, C}, gen, d), 1) : randint(0, C, {5}, gen);
+        const Tensor w = variant == 1 ? rand({C}, gen, d) + 0.5 : Tensor();
+        Tensor out = Tensor::empty({}, d), e = Tensor::empty({5, C}, d), inv_s = Tensor::empty({5}, d);
+        kernels::cross_entropy_forward(x, y, w, c, out, &e, &inv_s);
+        const Tensor g = tensor(1.5, d);
+        const auto ptr = [](const Tensor& t) -> const void* {
+          return t.dtype() == kFloat32 ? static_cast<const void*>(t.data<float>()) : t.data<double>();
+        };
+        const Tensor fresh = kernels::cross_entropy_backward(g, e, inv_s, y, w, c);
+        REQUIRE(ptr(fresh) != ptr(e));
+        const Tensor over = kernels::cross_entropy_backward(g, e, inv_s, y, w, c, /*overwrite_e=*/true);
+        REQUIRE(ptr(over) == ptr(e));
+        REQUIRE(over.to_vector() == fresh.to_vector());  // bit for bit
+      }
+}
+
 TEST_CASE("loss kernels: nll_loss_forward and nll_loss_backward", "[ops][loss][kernels]") {
   for (DType d : {kFloat64, kFloat32}) {
     INFO(dtype_name(d));

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// The row kernels of ops/simd.hpp, written once over a vector type. Not a normal header:
-// ops/simd.cpp includes it once per ISA, inside that ISA's namespace (and `#pragma GCC target`
+// The row kernels of ops/kernels/simd.hpp, written once over a vector type. Not a normal header:
+// ops/kernels/simd.cpp includes it once per ISA, inside that ISA's namespace (and `#pragma GCC target`
 // region), after defining `struct Ops` there:
 //
 //   V, M, I        float vector, lane mask, int32 vector;  W lanes
@@ -14,7 +14,7 @@
 //                  exponent bits (valid while the result's exponent stays in range)
 //   hsum hmax      horizontal sum and max
 //
-// It defines kKernels (the table of ops/simd.hpp) and nothing else with external linkage.
+// It defines kKernels (the table of ops/kernels/simd.hpp) and nothing else with external linkage.
 
 namespace {
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-#include "autodiff/pool.hpp"
+#include "autodiff/detail/pool.hpp"
 
 #include <array>
 #include <unordered_map>

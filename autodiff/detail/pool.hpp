@@ -24,15 +24,16 @@
 #include <memory>
 #include <new>
 
+#include "autodiff/tape.hpp"
+
 namespace tapegrad::detail {
 
-inline constexpr std::size_t kPoolGranule = 16;
 inline constexpr std::size_t kPoolMaxBytes = 1024;  // larger blocks are "large"
 inline constexpr std::size_t kPoolSmallCacheBytes = std::size_t{64} << 20;   // per thread
 inline constexpr std::size_t kPoolLargeCacheBytes = std::size_t{128} << 20;  // per thread
 
-void* pool_allocate(std::size_t bytes);
-void pool_deallocate(void* p, std::size_t bytes) noexcept;
+// pool_allocate, pool_deallocate and PoolAllocator<T> (for containers) are declared in
+// autodiff/tape.hpp, whose Grads list allocates through them.
 
 // Hands this thread's cached blocks (small and large) back to malloc. Useful after a phase with big
 // tensors or a huge graph that will not come back; live tensors are unaffected.
@@ -52,19 +53,5 @@ struct PoolStats {
 };
 PoolStats pool_stats();
 
-template <class T>
-struct PoolAllocator {
-  using value_type = T;
-  PoolAllocator() noexcept = default;
-  template <class U>
-  PoolAllocator(const PoolAllocator<U>&) noexcept {}  // NOLINT: allocators convert implicitly
-  T* allocate(std::size_t n) {
-    static_assert(alignof(T) <= kPoolGranule, "PoolAllocator: over-aligned type");
-    return static_cast<T*>(pool_allocate(n * sizeof(T)));
-  }
-  void deallocate(T* p, std::size_t n) noexcept { pool_deallocate(p, n * sizeof(T)); }
-  template <class U>
-  bool operator==(const PoolAllocator<U>&) const noexcept { return true; }
-};
 
 }  // namespace tapegrad::detail

@@ -5,8 +5,8 @@
 //
 // Why: the default build targets baseline x86-64 (SSE2), where every exp is 4 lanes wide; the CPUs
 // these ops mostly run on have AVX2 (8 lanes, FMA) or AVX-512 (16). The kernels are written once
-// (ops/simd_body.hpp) on raw pointers with their own vectorised exp, and compiled per ISA inside
-// `#pragma GCC target` regions of ops/simd.cpp. No Eigen (or any other inline library code) is
+// (ops/kernels/simd_body.hpp) on raw pointers with their own vectorised exp, and compiled per ISA inside
+// `#pragma GCC target` regions of ops/kernels/simd.cpp. No Eigen (or any other inline library code) is
 // compiled with a wider ISA: the linker could keep that copy of an inline function and run AVX
 // code on a CPU without it.
 //

@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: MIT
-// The row kernels of ops/simd.hpp, one copy per ISA (the body is ops/simd_body.hpp), and the
+// The row kernels of ops/kernels/simd.hpp, one copy per ISA (the body is ops/kernels/simd_body.hpp), and the
 // run-time choice among them.
 //
 // Every header is included at the top, before any `#pragma GCC target` region (clang: `#pragma
 // clang attribute` with a target attribute): a region gives its
 // ISA to every function defined inside it, and only this file's own code (internal to its
 // namespace) may be compiled for AVX2 / AVX-512.
-#include "ops/simd.hpp"
+#include "ops/kernels/simd.hpp"
 
 #include <bit>
 #include <cmath>
@@ -61,7 +61,7 @@ struct Ops {
   static float hsum(V v) { return v; }
   static float hmax(V v) { return v; }
 };
-#include "ops/simd_body.hpp"
+#include "ops/kernels/simd_body.hpp"
 }  // namespace scalar
 
 #if TAPEGRAD_SIMD_X86
@@ -121,7 +121,7 @@ struct Ops {
     return _mm_cvtss_f32(_mm_max_ss(t, _mm_shuffle_ps(t, t, 1)));
   }
 };
-#include "ops/simd_body.hpp"
+#include "ops/kernels/simd_body.hpp"
 }  // namespace sse2
 
 // ---------------------------------------------------------------- AVX2 + FMA
@@ -172,7 +172,7 @@ struct Ops {
     return _mm_cvtss_f32(_mm_max_ss(t, _mm_shuffle_ps(t, t, 1)));
   }
 };
-#include "ops/simd_body.hpp"
+#include "ops/kernels/simd_body.hpp"
 }  // namespace avx2
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -236,7 +236,7 @@ struct Ops {
     return _mm_cvtss_f32(_mm_max_ss(t, _mm_shuffle_ps(t, t, 1)));
   }
 };
-#include "ops/simd_body.hpp"
+#include "ops/kernels/simd_body.hpp"
 }  // namespace avx512
 #if defined(__clang__)
 #pragma clang attribute pop
