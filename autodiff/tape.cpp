@@ -365,13 +365,6 @@ bool should_record(TensorRefs inputs) {
   return false;
 }
 
-void throw_too_many_refs(OpDef def, std::size_t inputs, std::size_t saved) {
-  throw RuntimeError(fmt::format(
-      "{}: internal error: record got {} inputs and {} saved tensors as braced lists, which take at most 4 "
-      "each; pass std::vector<Tensor> lists for more",
-      def.op, inputs, saved));
-}
-
 bool should_record(const std::vector<Tensor>& inputs) {
   if (!grad_enabled) return false;
   for (const Tensor& t : inputs)
@@ -379,7 +372,7 @@ bool should_record(const std::vector<Tensor>& inputs) {
   return false;
 }
 
-void record_node(OpDef def, std::span<const Tensor> inputs, Tensor& out, std::span<const Tensor> saved, Vjp vjp,
+void record_node(OpDef def, TensorList inputs, Tensor& out, TensorList saved, Vjp vjp,
                  Vjp fused, std::size_t closure_bytes) {
   Tape& tape = this_tape();
   const char* op = def.op;
@@ -389,8 +382,8 @@ void record_node(OpDef def, std::span<const Tensor> inputs, Tensor& out, std::sp
         "{}: internal error: an op's output must be a fresh tensor (it already has a graph)", op));
   // Inputs from another thread's tape cannot be linked into this one. (An input whose node was
   // already released is fine here, as in PyTorch: backward through it reports the problem.)
-  for (const Tensor& in : inputs)
-    if (in.requires_grad() && !in.is_leaf() && !tape.owns(in.impl().node_id))
+  for (std::size_t k = 0; k < inputs.size(); ++k)
+    if (const Tensor& in = inputs[k]; in.requires_grad() && !in.is_leaf() && !tape.owns(in.impl().node_id))
       throw RuntimeError(fmt::format(
           "{}: an input was recorded on another thread's tape; each thread differentiates its own "
           "graphs (compute it on this thread, or detach() it to use it as a constant)", op));
@@ -411,9 +404,12 @@ void record_node(OpDef def, std::span<const Tensor> inputs, Tensor& out, std::sp
     e.node_id = t.node_id;
     e.node_index = t.node_index;
     e.op = t.op;
-    e.leaf = nullptr;
-    e.ref = inputs[k].impl_ptr();
-    if (t.requires_grad && t.node_id == 0) {
+    // A reference by kind (InputEdge::tensor() finds each): a leaf that requires grad is held (its
+    // .grad is filled); a non-leaf is its producing node's `out`; a constant gets a weak reference
+    // for inspection. Non-leaves take no reference-count update here.
+    if (!t.requires_grad) {
+      e.ref = inputs[k].impl_ptr();
+    } else if (t.node_id == 0) {
       e.leaf = inputs[k].impl_ptr();
       leaf_bytes += static_cast<std::size_t>(t.shape.numel()) * dtype_size(t.dtype);
     }
@@ -432,7 +428,8 @@ void record_node(OpDef def, std::span<const Tensor> inputs, Tensor& out, std::sp
   o.op = op;
   std::size_t saved_bytes = 0;
   n.saved.reserve(saved.size());
-  for (const Tensor& t : saved) {
+  for (std::size_t k = 0; k < saved.size(); ++k) {
+    const Tensor& t = saved[k];
     if (t.defined()) saved_bytes += static_cast<std::size_t>(t.numel()) * dtype_size(t.dtype());
     if (!t.defined() || t.impl_ptr() != out.impl_ptr()) {
       n.saved.push_back(t);
@@ -459,9 +456,26 @@ void record_node(OpDef def, std::span<const Tensor> inputs, Tensor& out, std::sp
   if (tape.live_bytes > tape.peak_bytes) tape.peak_bytes = tape.live_bytes;
   if (observers) [[unlikely]] {
     const std::size_t pos = tape.nodes.size() - 1;
-    for (RecordObserver* obs = observers; obs; obs = obs->previous()) obs->on_record(pos, tape.nodes[pos], inputs, out);
+    std::vector<Tensor> in;  // observers see the inputs as handles (rare: inspection tools)
+    for (std::size_t k = 0; k < inputs.size(); ++k) in.push_back(inputs[k]);
+    for (RecordObserver* obs = observers; obs; obs = obs->previous()) obs->on_record(pos, tape.nodes[pos], in, out);
   }
 }
+
+}  // namespace detail
+
+Tensor InputEdge::tensor() const {
+  if (leaf) return Tensor(leaf);
+  if (!requires_grad) return Tensor(ref.lock());
+  if (node_id == 0) return Tensor();
+  // A non-leaf: its producing node's output, while that node is on this thread's tape.
+  const Tape& tape = this_tape();
+  const auto idx = static_cast<std::size_t>(node_index);
+  if (!tape.owns(node_id) || idx >= tape.nodes.size() || tape.nodes[idx].id != node_id) return Tensor();
+  return Tensor(tape.nodes[idx].out.lock());
+}
+
+namespace detail {
 
 RecordObserver::RecordObserver() : prev_(observers) { observers = this; }
 RecordObserver::~RecordObserver() {

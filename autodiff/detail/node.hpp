@@ -52,7 +52,7 @@ struct InputEdge {
   bool requires_grad = false;
   bool is_leaf() const { return node_id == 0; }
   // The input tensor when it is still alive (always for leaves that require grad), else undefined.
-  Tensor tensor() const { return leaf ? Tensor(leaf) : Tensor(ref.lock()); }
+  Tensor tensor() const;
 };
 using InputEdges = std::vector<InputEdge, detail::PoolAllocator<InputEdge>>;
 using SavedTensors = std::vector<Tensor, detail::PoolAllocator<Tensor>>;
@@ -137,6 +137,24 @@ class NodeStore {
 
 using TensorRefs = std::initializer_list<std::reference_wrapper<const Tensor>>;
 
+namespace detail {
+// The tensors an op passes to record, viewed without copying a handle (each copy would be two
+// atomic reference-count updates per tensor per op): a braced list or a std::vector.
+class TensorList {
+ public:
+  TensorList(std::span<const std::reference_wrapper<const Tensor>> r) : refs_(r.data()), n_(r.size()) {}  // NOLINT
+  TensorList(std::span<const Tensor> v) : vals_(v.data()), n_(v.size()) {}  // NOLINT: implicit, like a span
+  TensorList(const std::vector<Tensor>& v) : vals_(v.data()), n_(v.size()) {}  // NOLINT
+  std::size_t size() const { return n_; }
+  const Tensor& operator[](std::size_t i) const { return refs_ ? refs_[i].get() : vals_[i]; }
+
+ private:
+  const std::reference_wrapper<const Tensor>* refs_ = nullptr;
+  const Tensor* vals_ = nullptr;
+  std::size_t n_;
+};
+}  // namespace detail
+
 // The name, and the VJP in short maths (g = upstream gradient, y = output, ⊙ = elementwise
 // product), e.g. {"softmax", "dx = y ⊙ (g − Σ g ⊙ y)"}. Both must outlive the tape (literals).
 struct OpDef {
@@ -175,9 +193,8 @@ class ScopedBackwardObserver {
 };
 
 bool should_record(TensorRefs inputs);
-[[noreturn]] void throw_too_many_refs(OpDef def, std::size_t inputs, std::size_t saved);
 bool should_record(const std::vector<Tensor>& inputs);
-void record_node(OpDef def, std::span<const Tensor> inputs, Tensor& out, std::span<const Tensor> saved, Vjp vjp,
+void record_node(OpDef def, TensorList inputs, Tensor& out, TensorList saved, Vjp vjp,
                  Vjp fused, std::size_t closure_bytes);
 
 template <class F>
@@ -194,7 +211,7 @@ constexpr std::size_t heap_bytes() {
 }
 
 template <class Formula, class Fused>
-void record_impl(OpDef def, std::span<const Tensor> inputs, Tensor& out, std::span<const Tensor> saved, Formula&& formula,
+void record_impl(OpDef def, TensorList inputs, Tensor& out, TensorList saved, Formula&& formula,
                  Fused&& fused) {
   using F1 = std::decay_t<Formula>;
   check_vjp_closure<F1>();
@@ -209,12 +226,6 @@ void record_impl(OpDef def, std::span<const Tensor> inputs, Tensor& out, std::sp
   record_node(def, inputs, out, saved, Vjp(std::forward<Formula>(formula)), std::move(fast), closure);
 }
 
-template <std::size_t N>
-struct TensorArray {  // a few handles copied off a TensorRefs list (no allocation)
-  std::array<Tensor, N> items;
-  std::size_t n = 0;
-  std::span<const Tensor> span() const { return {items.data(), n}; }
-};
 }  // namespace detail
 
 // Records out = op(inputs), if grad mode is on and an input requires grad (else does nothing and
@@ -222,22 +233,17 @@ struct TensorArray {  // a few handles copied off a TensorRefs list (no allocati
 // returns them; listing `out` itself saves the output (as an alias that does not keep the node alive).
 template <class Formula, class Fused = std::nullptr_t>
 void record(OpDef def, TensorRefs inputs, Tensor& out, TensorRefs saved, Formula&& formula, Fused&& fused = nullptr) {
-  // Checked in every build (an assert would vanish under NDEBUG and let the copies overflow).
-  if (inputs.size() > 4 || saved.size() > 4) [[unlikely]]
-    detail::throw_too_many_refs(def, inputs.size(), saved.size());
   if (!detail::should_record(inputs)) return;
-  std::array<Tensor, 4> in{}, sv{};
-  std::size_t ni = 0, ns = 0;
-  for (const Tensor& t : inputs) in[ni++] = t;
-  for (const Tensor& t : saved) sv[ns++] = t;
-  detail::record_impl(def, {in.data(), ni}, out, {sv.data(), ns}, std::forward<Formula>(formula),
-                      std::forward<Fused>(fused));
+  // The lists' arrays live until the end of the caller's full expression, past record_impl.
+  detail::record_impl(def, std::span(inputs.begin(), inputs.size()), out, std::span(saved.begin(), saved.size()),
+                      std::forward<Formula>(formula), std::forward<Fused>(fused));
 }
 template <class Formula, class Fused = std::nullptr_t>
 void record(OpDef def, const std::vector<Tensor>& inputs, Tensor& out, const std::vector<Tensor>& saved,
             Formula&& formula, Fused&& fused = nullptr) {
   if (!detail::should_record(inputs)) return;
-  detail::record_impl(def, inputs, out, saved, std::forward<Formula>(formula), std::forward<Fused>(fused));
+  detail::record_impl(def, std::span<const Tensor>(inputs), out, std::span<const Tensor>(saved),
+                      std::forward<Formula>(formula), std::forward<Fused>(fused));
 }
 
 // Read-only walk over this thread's tape, oldest first (graph printing, tests).
