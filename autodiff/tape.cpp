@@ -19,6 +19,9 @@ thread_local detail::RecordObserver* observers = nullptr;  // newest first
 thread_local detail::ScopedBackwardObserver* backward_observers = nullptr;  // newest first
 
 std::atomic<std::uint64_t> next_tape_id{1};
+// Set once retain_grad() is called on a tensor recorded by another thread: that thread's node cannot
+// be marked from here, so every backward then checks each node's output (as it would without marks).
+std::atomic<bool> foreign_retain{false};
 constexpr int kIdShift = 40;
 
 struct Tape {
@@ -41,6 +44,7 @@ struct Tape {
     n.fused = nullptr;
     n.inputs.clear();
     n.saved.clear();
+    n.out.reset();  // now, while the node is being visited, not in a later sweep
     n.released = true;
     --live;
     live_bytes -= n.saved_bytes;
@@ -279,8 +283,9 @@ std::vector<Tensor> run_backward(Request r) {
     Tensor g = keep[idx] ? slots[idx] : std::move(slots[idx]);
     if (g.defined()) {
       if (!r.capture)
-        if (const auto o = node.out.lock(); o && detail::impl_of(*o).retains_grad)  // retain_grad(): a copy, g flows on
-          accumulate_leaf(detail::impl_of(*o), create ? g : detached_copy(g), create);
+        if (node.retains_grad || foreign_retain.load(std::memory_order_relaxed))  // retain_grad(): a copy, g flows on
+          if (const auto o = node.out.lock(); o && detail::impl_of(*o).retains_grad)
+            accumulate_leaf(detail::impl_of(*o), create ? g : detached_copy(g), create);
       // The engine picks the VJP: the formula when this backward is recorded, else the fused
       // kernel when the op has one.
       const Vjp& vjp = !create && node.fused ? node.fused : node.vjp;
@@ -394,16 +399,10 @@ void record_node(OpDef def, TensorList inputs, Tensor& out, TensorList saved, Vj
   n.op = op;
   n.formula = def.formula ? def.formula : "";
   std::size_t leaf_bytes = 0;
-  n.inputs.resize(inputs.size());
+  n.inputs.reserve(inputs.size());
   for (std::size_t k = 0; k < inputs.size(); ++k) {
     const TensorImpl& t = inputs[k].impl();
-    InputEdge& e = n.inputs[k];
-    e.shape = t.shape;
-    e.dtype = t.dtype;
-    e.requires_grad = t.requires_grad;
-    e.node_id = t.node_id;
-    e.node_index = t.node_index;
-    e.op = t.op;
+    InputEdge& e = n.inputs.emplace_back(t);
     // A reference by kind (InputEdge::tensor() finds each): a leaf that requires grad is held (its
     // .grad is filled); a non-leaf is its producing node's `out`; a constant gets a weak reference
     // for inspection. Non-leaves take no reference-count update here.
@@ -420,6 +419,7 @@ void record_node(OpDef def, TensorList inputs, Tensor& out, TensorList saved, Vj
   n.out_shape = o.shape;
   n.out_dtype = o.dtype;
   n.released = false;
+  n.retains_grad = false;
   const std::optional<SourceLocation> site = current_site();
   n.site = site ? *site : SourceLocation{};
   o.requires_grad = true;
@@ -476,6 +476,17 @@ Tensor InputEdge::tensor() const {
 }
 
 namespace detail {
+
+void mark_retains_grad(const TensorImpl& out) {
+  Tape& tape = this_tape();
+  const auto idx = static_cast<std::size_t>(out.node_index);
+  if (!tape.owns(out.node_id)) {
+    foreign_retain.store(true, std::memory_order_relaxed);
+    return;
+  }
+  // A node already swept off the tape has nothing left to mark (backward through it throws).
+  if (idx < tape.nodes.size() && tape.nodes[idx].id == out.node_id) tape.nodes[idx].retains_grad = true;
+}
 
 RecordObserver::RecordObserver() : prev_(observers) { observers = this; }
 RecordObserver::~RecordObserver() {

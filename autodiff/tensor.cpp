@@ -48,7 +48,7 @@ std::int64_t physical_memory_bytes() {
 }
 }  // namespace
 
-void check_allocation(const char* op, const Shape& shape, DType dtype) {
+std::size_t check_allocation(const char* op, const Shape& shape, DType dtype) {
   const std::optional<std::int64_t> n = shape.checked_numel();
   std::int64_t bytes = 0;
   if (!n || __builtin_mul_overflow(*n, static_cast<std::int64_t>(dtype_size(dtype)), &bytes)) [[unlikely]]
@@ -59,14 +59,14 @@ void check_allocation(const char* op, const Shape& shape, DType dtype) {
                                       "expected a smaller shape", op, shape, static_cast<double>(*n),
                                       bytes_human(static_cast<double>(bytes)), dtype_name(dtype),
                                       bytes_human(static_cast<double>(physical_memory_bytes()))));
+  return static_cast<std::size_t>(bytes);
 }
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, const char* op) {
-  check_allocation(op, shape, dtype);
+  const std::size_t bytes = check_allocation(op, shape, dtype);
   auto impl = new_impl();
   impl->shape = shape;
   impl->dtype = dtype;
-  const auto bytes = static_cast<std::size_t>(shape.numel()) * dtype_size(dtype);
   if (bytes <= TensorImpl::kInlineBytes) {
     impl->data = impl->inline_data;
   } else {
@@ -126,6 +126,7 @@ Tensor& Tensor::retain_grad() {
   if (!t.requires_grad)
     throw RuntimeError("retain_grad: this tensor does not require grad, so backward never reaches it");
   t.retains_grad = true;
+  detail::mark_retains_grad(t);
   return *this;
 }
 

@@ -139,7 +139,7 @@ class Tensor {
 // Throws InvalidArgument naming `op` and the shape when a tensor of this shape and dtype cannot be
 // allocated: its element or byte count overflows int64, or its bytes exceed this machine's physical
 // memory. Every allocation goes through it (Tensor::empty); cheap enough to run on every op.
-void check_allocation(const char* op, const Shape& shape, DType dtype);
+std::size_t check_allocation(const char* op, const Shape& shape, DType dtype);  // the bytes, when they fit
 
 // ---- factories (PyTorch's default dtype is float32; tests pass kFloat64 explicitly) ----
 Tensor tensor(double value, DType dtype = kFloat32);

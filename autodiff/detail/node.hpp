@@ -42,6 +42,10 @@ using Vjp = detail::SmallFunction<Grads(const Tensor& g, const Saved& saved), 48
 // An input as its node remembers it: enough to route a gradient, no values (a leaf that requires
 // grad is referenced, since its .grad is filled; tape_stats counts those bytes as leaf_bytes).
 struct InputEdge {
+  InputEdge() = default;
+  explicit InputEdge(const TensorImpl& t)  // metadata only; record_node sets leaf/ref
+      : node_index(t.node_index), node_id(t.node_id), op(t.op), shape(t.shape), dtype(t.dtype),
+        requires_grad(t.requires_grad) {}
   std::shared_ptr<detail::TensorHead> leaf;  // a leaf that requires grad, else null
   std::weak_ptr<detail::TensorHead> ref;     // the input itself, for inspection while someone else holds it
   std::int64_t node_index = -1;      // the producing node's position (non-leaves)
@@ -69,6 +73,7 @@ struct Node {
   Shape out_shape;
   DType out_dtype = DType::Float32;
   bool released = false;
+  bool retains_grad = false;       // retain_grad() was called on the output (so backward need not look)
   std::size_t saved_bytes = 0;     // bytes of `saved` when recorded
   std::size_t leaf_bytes = 0;      // bytes of the leaves `inputs` refer to
   std::size_t closure_bytes = 0;   // VJP closures stored outside the node (larger than Vjp's buffer)
@@ -193,6 +198,9 @@ class ScopedBackwardObserver {
 };
 
 bool should_record(TensorRefs inputs);
+// retain_grad() on a recorded output: marks its node, so that backward looks at the output tensor
+// only for nodes whose output asked for its gradient.
+void mark_retains_grad(const TensorImpl& out);
 bool should_record(const std::vector<Tensor>& inputs);
 void record_node(OpDef def, TensorList inputs, Tensor& out, TensorList saved, Vjp vjp,
                  Vjp fused, std::size_t closure_bytes);
