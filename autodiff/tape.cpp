@@ -558,7 +558,7 @@ TapeStats tape_stats() {
     ++s.live_nodes;
     s.saved_bytes += n.saved_bytes;
     s.leaf_bytes += n.leaf_bytes;
-    s.node_bytes += sizeof(Node) + n.inputs.capacity() * sizeof(InputEdge) + n.saved.capacity() * sizeof(Tensor) +
+    s.node_bytes += sizeof(Node) + n.inputs.heap_capacity() * sizeof(InputEdge) + n.saved.heap_capacity() * sizeof(Tensor) +
                     n.closure_bytes;
   }
   s.peak_live_nodes = std::max(tape.peak_live, s.live_nodes);

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "autodiff/detail/inline_vector.hpp"
 #include "autodiff/detail/small_function.hpp"
 #include "autodiff/detail/tensor_impl.hpp"
 #include "autodiff/source_location.hpp"
@@ -58,8 +59,9 @@ struct InputEdge {
   // The input tensor when it is still alive (always for leaves that require grad), else undefined.
   Tensor tensor() const;
 };
-using InputEdges = std::vector<InputEdge, detail::PoolAllocator<InputEdge>>;
-using SavedTensors = std::vector<Tensor, detail::PoolAllocator<Tensor>>;
+// Two of each inside the node (most ops), more in one pooled block.
+using InputEdges = detail::InlineVector<InputEdge, 2>;
+using SavedTensors = detail::InlineVector<Tensor, 2>;
 
 struct Node {
   std::uint64_t id = 0;
