@@ -53,13 +53,6 @@ std::int64_t Shape::numel() const {
   return n;
 }
 
-std::optional<std::int64_t> Shape::checked_numel() const {
-  std::int64_t n = 1;
-  for (int i = 0; i < rank_; ++i)
-    if (__builtin_mul_overflow(n, d_[static_cast<std::size_t>(i)], &n)) return std::nullopt;
-  return n;
-}
-
 void Shape::push_back(std::int64_t s) {
   if (rank_ >= kMaxRank) too_many_dims(static_cast<std::size_t>(rank_) + 1);
   check_size(s);

@@ -33,7 +33,12 @@ class Shape {
   const std::int64_t* begin() const { return d_.data(); }
   const std::int64_t* end() const { return d_.data() + rank_; }
   std::int64_t numel() const;                     // throws InvalidArgument when it overflows int64
-  std::optional<std::int64_t> checked_numel() const;  // nullopt on overflow
+  std::optional<std::int64_t> checked_numel() const {  // nullopt on overflow (inline: no optional on the stack)
+    std::int64_t n = 1;
+    for (int i = 0; i < rank_; ++i)
+      if (__builtin_mul_overflow(n, d_[static_cast<std::size_t>(i)], &n)) return std::nullopt;
+    return n;
+  }
 
   void push_back(std::int64_t s);                // throws past rank 4
   void insert(int pos, std::int64_t s);          // throws past rank 4

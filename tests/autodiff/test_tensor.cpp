@@ -2,6 +2,7 @@
 // Tensor: factories (linspace, absurd sizes, braced Shapes), values, dtypes, conversions, printing,
 // retain_grad, and the generator's exact streams.
 #include <string>
+#include <thread>
 
 #include "autodiff/detail/pool.hpp"
 #include "testing.hpp"
@@ -309,6 +310,27 @@ TEST_CASE("retain_grad: a non-leaf gets its grad accumulated by backward", "[har
   REQUIRE_THROWS_WITH(h3.grad(), Contains("'mul'") && Contains("non-leaf") && Contains("retain_grad()"));
   // Outputs that do not require grad (constants, no_grad results) are not non-leaves: undefined grad.
   REQUIRE_FALSE(mul(tensor({1.0}, kFloat64), 2.0).grad().defined());
+}
+
+TEST_CASE("retain_grad: called from another thread, backward on the recording thread still fills the grad",
+          "[retain_grad][thread]") {
+  // Backward looks at a node's output only when retain_grad() marked the node; a thread that did
+  // not record the tensor cannot mark this thread's node, so that case must still work.
+  const Tensor x = tensor({1.0, 2.0}, kFloat64).requires_grad_();
+  Tensor h = mul(x, 3.0);
+  const Tensor y = sum(mul(h, h));  // dy/dh = 2h = [6, 12]
+  std::thread([&] { h.retain_grad(); }).join();
+  REQUIRE(h.retains_grad());
+  backward(y);
+  REQUIRE(h.grad().to_vector() == std::vector<double>{6, 12});
+  REQUIRE(x.grad().to_vector() == std::vector<double>{18, 36});
+  // After backward freed the graph, retain_grad on a tensor whose node is gone changes nothing else.
+  const Tensor h2 = mul(x, 2.0);
+  backward(sum(h2));
+  Tensor h2b = h2;
+  h2b.retain_grad();
+  REQUIRE(h2b.retains_grad());
+  REQUIRE_THROWS_WITH(backward(sum(h2)), Contains("already freed"));
 }
 
 // ---------------------------------------------------------------- copy_, set_data
