@@ -84,7 +84,7 @@ struct GraphRef {
 GraphRef ref_of(const TensorImpl& t) { return {t.node_id, t.node_index, t.op}; }
 GraphRef ref_of(const InputEdge& e) { return {e.node_id, e.node_index, e.op}; }
 
-[[noreturn]] void throw_released(const char* who, const Tape& tape, GraphRef r) {
+[[noreturn, gnu::cold]] void throw_released(const char* who, const Tape& tape, GraphRef r) {
   const auto idx = static_cast<std::size_t>(r.node_index);
   // The node may already be swept off the tape; the tensor remembers its op's name.
   std::string op = r.op ? r.op : "?";
@@ -95,15 +95,19 @@ GraphRef ref_of(const InputEdge& e) { return {e.node_id, e.node_index, e.op}; }
       who, op, r.node_index));
 }
 
+[[noreturn, gnu::cold]] void throw_foreign(const char* who) {
+  throw RuntimeError(fmt::format(
+      "{}: this tensor was recorded on another thread's tape; each thread differentiates its "
+      "own graphs (compute it on this thread, or detach() it to use it as a constant)",
+      who));
+}
+
 // Position of the node that produced `t` on this thread's tape; throws when it is gone.
-std::size_t node_position(const char* who, const Tape& tape, GraphRef r) {
-  if (!tape.owns(r.node_id))
-    throw RuntimeError(fmt::format(
-        "{}: this tensor was recorded on another thread's tape; each thread differentiates its "
-        "own graphs (compute it on this thread, or detach() it to use it as a constant)",
-        who));
+inline std::size_t node_position(const char* who, const Tape& tape, GraphRef r) {
+  if (!tape.owns(r.node_id)) [[unlikely]]
+    throw_foreign(who);
   const auto idx = static_cast<std::size_t>(r.node_index);
-  if (idx >= tape.nodes.size() || tape.nodes[idx].id != r.node_id || tape.nodes[idx].released)
+  if (idx >= tape.nodes.size() || tape.nodes[idx].id != r.node_id || tape.nodes[idx].released) [[unlikely]]
     throw_released(who, tape, r);
   return idx;
 }
@@ -377,8 +381,8 @@ bool should_record(const std::vector<Tensor>& inputs) {
   return false;
 }
 
-void record_node(OpDef def, TensorList inputs, Tensor& out, TensorList saved, Vjp vjp,
-                 Vjp fused, std::size_t closure_bytes) {
+void record_node(OpDef def, TensorList inputs, Tensor& out, TensorList saved, Vjp&& vjp,
+                 Vjp&& fused, std::size_t closure_bytes) {
   Tape& tape = this_tape();
   const char* op = def.op;
   TensorImpl& o = out.impl();

@@ -204,8 +204,8 @@ bool should_record(TensorRefs inputs);
 // only for nodes whose output asked for its gradient.
 void mark_retains_grad(const TensorImpl& out);
 bool should_record(const std::vector<Tensor>& inputs);
-void record_node(OpDef def, TensorList inputs, Tensor& out, TensorList saved, Vjp vjp,
-                 Vjp fused, std::size_t closure_bytes);
+void record_node(OpDef def, TensorList inputs, Tensor& out, TensorList saved, Vjp&& vjp,
+                 Vjp&& fused, std::size_t closure_bytes);
 
 template <class F>
 constexpr void check_vjp_closure() {
