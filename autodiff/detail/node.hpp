@@ -45,16 +45,17 @@ using Vjp = detail::SmallFunction<Grads(const Tensor& g, const Saved& saved), 48
 struct InputEdge {
   InputEdge() = default;
   explicit InputEdge(const TensorImpl& t)  // metadata only; record_node sets leaf/ref
-      : node_index(t.node_index), node_id(t.node_id), op(t.op), shape(t.shape), dtype(t.dtype),
-        requires_grad(t.requires_grad) {}
-  std::shared_ptr<detail::TensorHead> leaf;  // a leaf that requires grad, else null
-  std::weak_ptr<detail::TensorHead> ref;     // the input itself, for inspection while someone else holds it
-  std::int64_t node_index = -1;      // the producing node's position (non-leaves)
+      : node_id(t.node_id), node_index(t.node_index), requires_grad(t.requires_grad), dtype(t.dtype), op(t.op),
+        shape(t.shape) {}
+  // Routing first (backward reads these for every edge), then references and metadata.
   std::uint64_t node_id = 0;         // the producing node's id; 0: a leaf or a constant
+  std::int64_t node_index = -1;      // the producing node's position (non-leaves)
+  bool requires_grad = false;
+  DType dtype = DType::Float32;
+  std::shared_ptr<detail::TensorHead> leaf;  // a leaf that requires grad, else null
+  std::weak_ptr<detail::TensorHead> ref;     // a constant, for inspection while someone else holds it
   const char* op = nullptr;          // the producing node's op (named in errors after it is gone)
   Shape shape;
-  DType dtype = DType::Float32;
-  bool requires_grad = false;
   bool is_leaf() const { return node_id == 0; }
   // The input tensor when it is still alive (always for leaves that require grad), else undefined.
   Tensor tensor() const;
@@ -64,19 +65,20 @@ using InputEdges = detail::InlineVector<InputEdge, 2>;
 using SavedTensors = detail::InlineVector<Tensor, 2>;
 
 struct Node {
+  // What backward reads for every node comes first (one cache line), then the edges.
   std::uint64_t id = 0;
+  bool released = false;
+  bool retains_grad = false;       // retain_grad() was called on the output (so backward need not look)
+  DType out_dtype = DType::Float32;
   const char* op = "";
   const char* formula = "";        // the VJP in short maths, shown by to_dot, explain and traces
+  std::size_t saved_bytes = 0;     // bytes of `saved` when recorded
+  std::weak_ptr<detail::TensorHead> out;   // weak: a node whose output nobody holds can be dropped
   InputEdges inputs;
   SavedTensors saved;              // what the VJP reads; the output appears as an alias
-  std::weak_ptr<detail::TensorHead> out;   // weak: a node whose output nobody holds can be dropped
   Vjp vjp;                         // the formula (tensor ops)
   Vjp fused;                       // optional fast path, used when backward records nothing
   Shape out_shape;
-  DType out_dtype = DType::Float32;
-  bool released = false;
-  bool retains_grad = false;       // retain_grad() was called on the output (so backward need not look)
-  std::size_t saved_bytes = 0;     // bytes of `saved` when recorded
   std::size_t leaf_bytes = 0;      // bytes of the leaves `inputs` refer to
   std::size_t closure_bytes = 0;   // VJP closures stored outside the node (larger than Vjp's buffer)
   SourceLocation site{};     // where the user called the op, when the op said so (line 0: unknown)

@@ -12,6 +12,9 @@
 namespace tapegrad {
 
 struct TensorImpl : detail::TensorHead {
+  // User-provided, so that a new impl is not zero-filled first (value-initialisation would clear
+  // all ~180 bytes on every op); every member but the inline value bytes has an initialiser.
+  TensorImpl() noexcept {}  // NOLINT(modernize-use-equals-default): `= default` brings back the zero-fill
   static constexpr std::size_t kInlineBytes = 32;
   std::shared_ptr<void> storage;  // owns the bytes when they live outside this impl; shared by views
   alignas(16) unsigned char inline_data[kInlineBytes];  // values of up to 32 bytes live here (data points here)
