@@ -10,6 +10,9 @@
 //   out    = p v                                        [..., L, Ev]
 //   Built from matmul, masked_fill/add and softmax, so the VJP (and every higher derivative) is
 //   theirs: dv = pᵀ g, dp = g vᵀ, dscores = p ⊙ (dp − ⟨dp, p⟩), dq = dscores k · scale, dk = dscoresᵀ q · scale.
+//   saved: no node of its own; its ops save q and k (the scores' matmul), a bool or causal mask
+//   (masked_fill; a float mask is added, nothing saved), p (softmax's output, which the second
+//   matmul saves too) and v
 //   attn_mask: bool, true = may attend (torch.nn.functional.scaled_dot_product_attention), or a
 //   float mask added to the scores (-inf blocks); it broadcasts to [..., L, S]. is_causal: query i
 //   sees keys j <= i (L x S lower triangle); it cannot be combined with attn_mask (as PyTorch).

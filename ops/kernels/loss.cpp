@@ -220,10 +220,10 @@ void cross_entropy_backward_rows(const Tensor& g, const Tensor& target, const Te
     if (!c.prob && (c.eps == 0 || !pw)) {
       // float32 rows along the last dim, index targets: the same formula with the row pass
       // dx = e * scale - shift by the SIMD kernels (scale = G A / s, shift = G eps / C; 0 and 0 for
-      // ignored samples), then the target entries here, a chunk of samples at a time. dx is a
-      // fresh buffer (backward then moves it into .grad without a copy; e stays intact): long rows
-      // are one Eigen pass e -> dx; short ones, where per-row overhead dominates, copy the chunk
-      // (in cache) and run the in-place SIMD pass.
+      // ignored samples), then the target entries here, a chunk of samples at a time. When dx is
+      // e's own buffer (backward handed e over: Saved::take) the SIMD pass runs in place; when dx
+      // is a fresh buffer, long rows are one Eigen pass e -> dx and short ones, where per-row
+      // overhead dominates, copy the chunk (in cache) and run the in-place SIMD pass.
       constexpr std::int64_t kLongRow = 64;
       constexpr std::int64_t kChunk = 256;
       float scale[kChunk], shift[kChunk];
@@ -240,10 +240,10 @@ void cross_entropy_backward_rows(const Tensor& g, const Tensor& target, const Te
           scale[j] = Gs * (keep * wt + spread * sum_w) * pinv[s];
           shift[j] = Gs * spread;
         }
-        if (C >= kLongRow) {  // out of place, one pass: dx = e * scale - shift
+        if (C >= kLongRow && pd != pe) {  // out of place, one pass: dx = e * scale - shift
           for (std::int64_t j = 0; j < n; ++j)
             mut_row<T, true>(pd + (s0 + j) * C, C, 1) = const_row<T, true>(pe + (s0 + j) * C, C, 1) * scale[j] - shift[j];
-        } else {  // short rows: the chunk of e is copied (in cache) and the SIMD pass works in place
+        } else {  // in place, or short rows: the chunk of e is copied (in cache) and the SIMD pass works in place
           if (pd != pe) std::copy(pe + s0 * C, pe + (s0 + n) * C, pd + s0 * C);
           k.scale_shift_rows(pd + s0 * C, scale, c.eps > 0 ? shift : nullptr, n, C);
         }
