@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "ops/kernels/elementwise.hpp"
 
+#include <cassert>
 #include <cmath>
 #include <numbers>
 
@@ -88,6 +89,31 @@ Tensor minimum_forward(const Tensor& a, const Tensor& b, const Shape& shape) {
   return binary_float(a, b, shape, [](auto x, auto y) { return (x != x || y != y) ? x + y : (x < y ? x : y); });
 }
 
+namespace {
+// One output row of where. Along the last dim every (contiguous) operand has stride 1, or 0 where
+// it broadcasts (a scalar fill value, a mask of one column): the loop has its three strides fixed
+// at compile time (plain indexing, everything in registers).
+template <class T, bool C1, bool X1, bool Y1>
+void where_row_unit(T* out, std::int64_t n, const bool* c, const T* x, const T* y) {
+  for (std::int64_t i = 0; i < n; ++i) out[i] = c[C1 ? i : 0] ? x[X1 ? i : 0] : y[Y1 ? i : 0];
+}
+template <class T>
+void where_row(T* out, std::int64_t n, const bool* c, std::int64_t sc, const T* x, std::int64_t sx, const T* y,
+               std::int64_t sy) {
+  assert(((sc | sx | sy) & ~std::int64_t{1}) == 0);
+  switch ((sc << 2) | (sx << 1) | sy) {
+    case 0: return where_row_unit<T, false, false, false>(out, n, c, x, y);
+    case 1: return where_row_unit<T, false, false, true>(out, n, c, x, y);
+    case 2: return where_row_unit<T, false, true, false>(out, n, c, x, y);
+    case 3: return where_row_unit<T, false, true, true>(out, n, c, x, y);
+    case 4: return where_row_unit<T, true, false, false>(out, n, c, x, y);
+    case 5: return where_row_unit<T, true, false, true>(out, n, c, x, y);
+    case 6: return where_row_unit<T, true, true, false>(out, n, c, x, y);
+    default: return where_row_unit<T, true, true, true>(out, n, c, x, y);
+  }
+}
+}  // namespace
+
 Tensor where_forward(const Tensor& cond, const Tensor& a, const Tensor& b, const Shape& shape) {
   Tensor out = Tensor::empty(shape, a.dtype());
   dispatch_float(a.dtype(), [&]<class T>() {
@@ -99,16 +125,16 @@ Tensor where_forward(const Tensor& cond, const Tensor& a, const Tensor& b, const
     const Idx4 sc = broadcast_strides(cond.shape());
     const Idx4 sa = broadcast_strides(a.shape());
     const Idx4 sb = broadcast_strides(b.shape());
-    std::int64_t i = 0;
+    // Row by row along the last dim, each input's row start computed once per row.
     for (std::int64_t i0 = 0; i0 < n[0]; ++i0)
       for (std::int64_t i1 = 0; i1 < n[1]; ++i1)
-        for (std::int64_t i2 = 0; i2 < n[2]; ++i2)
-          for (std::int64_t i3 = 0; i3 < n[3]; ++i3, ++i) {
-            const std::int64_t oc = i0 * sc[0] + i1 * sc[1] + i2 * sc[2] + i3 * sc[3];
-            const std::int64_t oa = i0 * sa[0] + i1 * sa[1] + i2 * sa[2] + i3 * sa[3];
-            const std::int64_t ob = i0 * sb[0] + i1 * sb[1] + i2 * sb[2] + i3 * sb[3];
-            po[i] = pc[oc] ? pa[oa] : pb[ob];
-          }
+        for (std::int64_t i2 = 0; i2 < n[2]; ++i2) {
+          const bool* c = pc + i0 * sc[0] + i1 * sc[1] + i2 * sc[2];
+          const T* x = pa + i0 * sa[0] + i1 * sa[1] + i2 * sa[2];
+          const T* y = pb + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
+          where_row(po, n[3], c, sc[3], x, sa[3], y, sb[3]);
+          po += n[3];
+        }
   });
   return out;
 }

@@ -156,3 +156,30 @@ TEST_CASE("elementwise kernels: fused and formula VJPs agree (relu, gelu)", "[ke
     REQUIRE_ALLCLOSE(gelu_fused[0], f64({0.5, 0, 3, 2, 0}), tol, 1e-13);  // Phi(0) = 1/2, tails 0 and 1
   }
 }
+
+TEST_CASE("elementwise kernels: where_forward for every operand contiguous or broadcast along the row",
+          "[kernels][elementwise][where]") {
+  // Each of cond, a, b is [2, 3, 4] (stride 1 along the row) or [2, 3, 1] (stride 0): all 8 row
+  // loops, float64 and float32, against a plain element-by-element reference.
+  for (const DType dt : {kFloat64, kFloat32})
+    for (int combo = 0; combo < 8; ++combo) {
+      const bool cf = combo & 4, af = combo & 2, bf = combo & 1;
+      const Shape sc = cf ? Shape{2, 3, 4} : Shape{2, 3, 1};
+      const Shape sa = af ? Shape{2, 3, 4} : Shape{2, 3, 1};
+      const Shape sb = bf ? Shape{2, 3, 4} : Shape{2, 3, 1};
+      std::vector<bool> c(static_cast<std::size_t>(sc.numel()));
+      std::vector<double> a(static_cast<std::size_t>(sa.numel())), b(static_cast<std::size_t>(sb.numel()));
+      for (std::size_t i = 0; i < c.size(); ++i) c[i] = (i * 7 + 3) % 5 < 2;
+      for (std::size_t i = 0; i < a.size(); ++i) a[i] = 1.0 + static_cast<double>(i);
+      for (std::size_t i = 0; i < b.size(); ++i) b[i] = -1.0 - static_cast<double>(i);
+      const Tensor out = kernels::where_forward(from_vector(c, sc), from_vector(a, sa, dt), from_vector(b, sb, dt),
+                                                Shape{2, 3, 4});
+      std::vector<double> expect;
+      for (std::size_t r = 0; r < 6; ++r)
+        for (std::size_t j = 0; j < 4; ++j)
+          expect.push_back(c[cf ? r * 4 + j : r] ? a[af ? r * 4 + j : r] : b[bf ? r * 4 + j : r]);
+      INFO("combo " << combo << " dtype " << dtype_name(dt));
+      REQUIRE(out.shape() == Shape{2, 3, 4});
+      REQUIRE(out.to_vector() == expect);
+    }
+}
