@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "ops/kernels/elementwise.hpp"
 
+#include <algorithm>
 #include <cassert>
 #include <cmath>
 #include <numbers>
@@ -38,7 +39,23 @@ Tensor broadcast_to_forward(const Tensor& x, const Shape& shape) {
   dispatch_all(x.dtype(), [&]<class T>() {
     const T* px = x.data<T>();
     T* po = out.mutable_data<T>();
-    for_each_broadcast(shape, x.shape(), x.shape(), [&](std::int64_t i, std::int64_t ix, std::int64_t) { po[i] = px[ix]; });
+    if (x.numel() == 1) {  // a scalar (sum's and mean's gradient): one fill
+      std::fill(po, po + out.numel(), px[0]);
+      return;
+    }
+    // Row by row along the last dim: x's row is copied (stride 1) or its one value repeated (stride 0).
+    const Idx4 n = padded_sizes(shape);
+    const Idx4 sx = broadcast_strides(x.shape());
+    for (std::int64_t i0 = 0; i0 < n[0]; ++i0)
+      for (std::int64_t i1 = 0; i1 < n[1]; ++i1)
+        for (std::int64_t i2 = 0; i2 < n[2]; ++i2) {
+          const T* row = px + i0 * sx[0] + i1 * sx[1] + i2 * sx[2];
+          if (sx[3] != 0)
+            std::copy(row, row + n[3], po);
+          else
+            std::fill(po, po + n[3], row[0]);
+          po += n[3];
+        }
   });
   return out;
 }

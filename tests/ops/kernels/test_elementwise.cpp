@@ -26,6 +26,10 @@ TEST_CASE("elementwise kernels: broadcast_to_forward and sum_to_size_forward", "
   // bool and int64 too (masks are broadcast this way)
   const Tensor mask = from_vector(std::vector<bool>{true, false}, Shape{2});
   REQUIRE(kernels::broadcast_to_forward(mask, Shape{2, 2}).to_vector() == std::vector<double>{1, 0, 1, 0});
+  // one value (sum's gradient) to any shape, and a [3, 1] column (its row repeated) inside a batch
+  REQUIRE_ALLCLOSE(kernels::broadcast_to_forward(f64({2.5}, Shape{}), Shape{2, 3}), f64({2.5, 2.5, 2.5, 2.5, 2.5, 2.5}, Shape{2, 3}), 0, 0);
+  REQUIRE_ALLCLOSE(kernels::broadcast_to_forward(f64({1, 2, 3}, Shape{3, 1}), Shape{2, 3, 2}),
+                   f64({1, 1, 2, 2, 3, 3, 1, 1, 2, 2, 3, 3}, Shape{2, 3, 2}), 0, 0);
 
   const Tensor x = f64({1, 2, 3, 4, 5, 6}, Shape{2, 3});
   REQUIRE_ALLCLOSE(kernels::sum_to_size_forward(x, Shape{}), f64({21}, Shape{}), 0, 0);          // a scalar
