@@ -152,8 +152,7 @@ namespace detail {
 class TensorList {
  public:
   TensorList(std::span<const std::reference_wrapper<const Tensor>> r) : refs_(r.data()), n_(r.size()) {}  // NOLINT
-  TensorList(std::span<const Tensor> v) : vals_(v.data()), n_(v.size()) {}  // NOLINT: implicit, like a span
-  TensorList(const std::vector<Tensor>& v) : vals_(v.data()), n_(v.size()) {}  // NOLINT
+  TensorList(const std::vector<Tensor>& v) : vals_(v.data()), n_(v.size()) {}  // NOLINT: implicit, like a span
   std::size_t size() const { return n_; }
   const Tensor& operator[](std::size_t i) const { return refs_ ? refs_[i].get() : vals_[i]; }
 
@@ -202,10 +201,10 @@ class ScopedBackwardObserver {
 };
 
 bool should_record(TensorRefs inputs);
+bool should_record(const std::vector<Tensor>& inputs);
 // retain_grad() on a recorded output: marks its node, so that backward looks at the output tensor
 // only for nodes whose output asked for its gradient.
 void mark_retains_grad(const TensorImpl& out);
-bool should_record(const std::vector<Tensor>& inputs);
 void record_node(OpDef def, TensorList inputs, Tensor& out, TensorList saved, Vjp&& vjp,
                  Vjp&& fused, std::size_t closure_bytes);
 
@@ -254,8 +253,7 @@ template <class Formula, class Fused = std::nullptr_t>
 void record(OpDef def, const std::vector<Tensor>& inputs, Tensor& out, const std::vector<Tensor>& saved,
             Formula&& formula, Fused&& fused = nullptr) {
   if (!detail::should_record(inputs)) return;
-  detail::record_impl(def, std::span<const Tensor>(inputs), out, std::span<const Tensor>(saved),
-                      std::forward<Formula>(formula), std::forward<Fused>(fused));
+  detail::record_impl(def, inputs, out, saved, std::forward<Formula>(formula), std::forward<Fused>(fused));
 }
 
 // Read-only walk over this thread's tape, oldest first (graph printing, tests).
